@@ -1,0 +1,368 @@
+"""Model registry: immutable published models and the choice of the best one.
+
+Layout in a store (every object written once, never updated)::
+
+    models/{task}/{model_type}/{version}/model.onnx
+    models/{task}/{model_type}/{version}/card.json
+    registry/{task}/{version}-{model_type}.json      # the Entry, written last
+
+The registry is the *set* of entry objects, not a shared index file: two trainers
+publishing at once each add their own object, so none is lost (the old summary.json,
+updated by read-modify-write, lost entries that way). The entry is written last so an
+entry never points at files that are not there yet; a publisher that dies half-way
+leaves unreferenced files and no entry, which readers never see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import re
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .store import AlreadyExists, NotFound, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METRIC_DIRECTIONS",
+    "DEFAULT_METRIC",
+    "TASKS",
+    "Entry",
+    "IntegrityError",
+    "new_version",
+    "publish",
+    "list_entries",
+    "best",
+    "read_card",
+    "read_model_bytes",
+]
+
+METRIC_DIRECTIONS: dict[str, str] = {
+    "rmse": "min",
+    "rmse_log": "min",
+    "mae": "min",
+    "r2": "max",
+    "f1_score": "max",
+    "accuracy": "max",
+    "precision": "max",
+    "recall": "max",
+    "roc_auc": "max",
+}
+DEFAULT_METRIC: dict[str, str] = {"regress": "rmse_log", "classify": "f1_score"}
+TASKS = tuple(DEFAULT_METRIC)
+
+# Card keys the trainer must provide; publish adds the rest.
+REQUIRED_CARD_KEYS = ("task", "model_type", "metrics", "feature_spec_version", "trained_from", "trained_to")
+
+# model_type and version become object-name parts: keep them to safe characters.
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class IntegrityError(StoreError):
+    """Model bytes that do not match their entry (sha256 or size)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    task: str
+    model_type: str
+    version: str
+    metrics: dict
+    onnx_path: str
+    card_path: str
+    sha256: str
+    size_bytes: int
+    feature_spec_version: str
+    trained_from: str
+    trained_to: str
+    published_at: str
+
+    # metrics is a dict, so the generated hash would fail; identity is enough.
+    def __hash__(self) -> int:
+        return hash((self.task, self.model_type, self.version))
+
+    @property
+    def registry_path(self) -> str:
+        return f"registry/{self.task}/{self.version}-{self.model_type}.json"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["metrics"] = dict(self.metrics)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Entry":
+        """Build from a parsed entry; raises ValueError on anything malformed.
+
+        Unknown keys are ignored so that newer publishers can add fields without
+        breaking older readers.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"entry must be a JSON object, got {type(d).__name__}")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"entry lacks {', '.join(missing)}")
+        kw: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            v = d[f.name]
+            if f.name == "metrics":
+                v = _clean_metrics(v)
+            elif f.name == "size_bytes":
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"size_bytes must be a non-negative integer, got {v!r}")
+            elif not isinstance(v, str) or not v:
+                raise ValueError(f"{f.name} must be a non-empty string, got {v!r}")
+            kw[f.name] = v
+        if not _SEGMENT_RE.match(kw["model_type"]) or not _SEGMENT_RE.match(kw["version"]):
+            raise ValueError("model_type and version must be simple names")
+        if not re.fullmatch(r"[0-9a-f]{64}", kw["sha256"]):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits, got {kw['sha256']!r}")
+        return cls(**kw)
+
+
+def _clean_metrics(metrics: Any) -> dict[str, float]:
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics must be a mapping of name to number, got {type(metrics).__name__}")
+    out = {}
+    for k, v in metrics.items():
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"metric names must be non-empty strings, got {k!r}")
+        if hasattr(v, "item") and not isinstance(v, (int, float)):
+            v = v.item()  # numpy scalar, without importing numpy
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"metric {k!r} must be a number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            # NaN would make every comparison in best() false and is not valid JSON.
+            raise ValueError(f"metric {k!r} is {v}; only finite values can be published")
+        out[k] = v
+    return out
+
+
+def new_version() -> str:
+    """UTC timestamp plus a random suffix: sorts by time, unique across publishers."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _iso_date(value: Any, key: str) -> str:
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            _dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    raise ValueError(f"card[{key!r}] must be an ISO date or datetime, got {value!r}")
+
+
+def _json_default(o: Any) -> Any:
+    # Trainer cards carry numpy/pandas values; convert them without importing either.
+    if isinstance(o, (_dt.date, _dt.datetime)):
+        return o.isoformat()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, frozenset, tuple)):
+        return sorted(o) if isinstance(o, (set, frozenset)) else list(o)
+    raise TypeError(f"card value of type {type(o).__name__} is not JSON serialisable")
+
+
+def _dumps(obj: Any, what: str) -> bytes:
+    try:
+        return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False,
+                          default=_json_default).encode("utf-8")
+    except ValueError as e:
+        raise ValueError(f"{what} must be strict JSON (no NaN or infinity): {e}") from e
+
+
+def _looks_like_pickle(data: bytes) -> bool:
+    # Protocol 2+ pickles start with PROTO (0x80) and the protocol number.
+    return len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5
+
+
+def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
+    """Write model, card and registry entry (in that order, all write-once).
+
+    ``card`` is not modified; the stored card is a copy with version (if absent),
+    sha256, size_bytes, onnx_path and published_at added. Raises ValueError for a bad
+    card, AlreadyExists if an explicit ``card["version"]`` is already published.
+    """
+    if not isinstance(card, dict):
+        raise ValueError("card must be a dict")
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise ValueError(f"card lacks {', '.join(missing)}")
+    onnx_bytes = bytes(onnx_bytes)
+    if not onnx_bytes:
+        raise ValueError("onnx_bytes is empty")
+    if _looks_like_pickle(onnx_bytes):
+        raise ValueError("onnx_bytes looks like a pickle; only ONNX models are published")
+
+    task, model_type = card["task"], card["model_type"]
+    if task not in TASKS:
+        raise ValueError(f"card['task'] must be one of {', '.join(TASKS)}, got {task!r}")
+    if not isinstance(model_type, str) or not _SEGMENT_RE.match(model_type):
+        raise ValueError(f"card['model_type'] must be a simple name like 'gbdt', got {model_type!r}")
+    fsv = card["feature_spec_version"]
+    if not isinstance(fsv, str) or not fsv:
+        raise ValueError(f"card['feature_spec_version'] must be a non-empty string, got {fsv!r}")
+    metrics = _clean_metrics(card["metrics"])
+    trained_from = _iso_date(card["trained_from"], "trained_from")
+    trained_to = _iso_date(card["trained_to"], "trained_to")
+
+    sha256 = hashlib.sha256(onnx_bytes).hexdigest()
+    if "sha256" in card and card["sha256"] != sha256:
+        raise ValueError("card['sha256'] does not match the ONNX bytes")
+
+    explicit = card.get("version")
+    if explicit is not None and (not isinstance(explicit, str) or not _SEGMENT_RE.match(explicit)):
+        raise ValueError(f"card['version'] must be a simple name, got {explicit!r}")
+
+    # A clash of auto-generated versions is astronomically unlikely, but it costs one
+    # loop to turn it into a retry instead of a failed training run.
+    for _ in range(3):
+        version = explicit or new_version()
+        base = f"models/{task}/{model_type}/{version}"
+        onnx_path, card_path = f"{base}/model.onnx", f"{base}/card.json"
+        try:
+            store.write_once(onnx_path, onnx_bytes, "application/octet-stream")
+        except AlreadyExists:
+            if explicit:
+                raise
+            continue
+        break
+    else:  # pragma: no cover
+        raise StoreError("could not find a free version name")
+
+    published_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    full_card = dict(card)
+    full_card.update(
+        task=task,
+        model_type=model_type,
+        version=version,
+        metrics=metrics,
+        trained_from=trained_from,
+        trained_to=trained_to,
+        sha256=sha256,
+        size_bytes=len(onnx_bytes),
+        onnx_path=onnx_path,
+        published_at=published_at,
+    )
+    card_bytes = _dumps(full_card, "card")
+    entry = Entry(
+        task=task,
+        model_type=model_type,
+        version=version,
+        metrics=metrics,
+        onnx_path=onnx_path,
+        card_path=card_path,
+        sha256=sha256,
+        size_bytes=len(onnx_bytes),
+        feature_spec_version=fsv,
+        trained_from=trained_from,
+        trained_to=trained_to,
+        published_at=published_at,
+    )
+    store.write_once(card_path, card_bytes, "application/json")
+    store.write_once(entry.registry_path, _dumps(entry.to_dict(), "entry"), "application/json")
+    log.info("published %s/%s %s to %s", task, model_type, version, getattr(store, "uri", store))
+    return entry
+
+
+def _load_entry(store: Store, name: str) -> Entry | None:
+    try:
+        raw = store.read(name)
+    except NotFound:
+        log.warning("registry entry %s disappeared while listing; skipped", name)
+        return None
+    # StoreUnavailable propagates: a partial list would silently pick a worse model.
+    try:
+        entry = Entry.from_dict(json.loads(raw.decode("utf-8")))
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        log.warning("skipping malformed registry entry %s in %s: %s", name, getattr(store, "uri", store), e)
+        return None
+    if name != entry.registry_path:
+        # A copied or renamed file would otherwise count twice or under the wrong task.
+        log.warning("skipping registry entry %s: its content says %s", name, entry.registry_path)
+        return None
+    return entry
+
+
+def list_entries(store: Store, task: str | None = None) -> list[Entry]:
+    """All readable entries (of one task), sorted by task, model_type, version.
+
+    Malformed entries are skipped with a warning. StoreUnavailable is raised, not
+    swallowed, so callers can tell "nothing published" from "cannot reach the store".
+    Cost: one list call plus one small read per entry (read in parallel).
+    """
+    if task is not None and (not isinstance(task, str) or not _SEGMENT_RE.match(task)):
+        raise ValueError(f"invalid task {task!r}")
+    prefix = f"registry/{task}/" if task else "registry/"
+    names = [n for n in store.list(prefix) if n.endswith(".json")]
+    if len(names) <= 1:
+        loaded = [_load_entry(store, n) for n in names]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+            loaded = list(pool.map(lambda n: _load_entry(store, n), names))
+    entries = [e for e in loaded if e is not None]
+    entries.sort(key=lambda e: (e.task, e.model_type, e.version))
+    return entries
+
+
+def best(entries: Iterable[Entry], task: str, metric: str | None = None,
+         model_type: str | None = None) -> Entry | None:
+    """The best entry of ``task`` (and ``model_type``) by ``metric``, or None.
+
+    Direction comes from METRIC_DIRECTIONS; entries without the metric are ignored;
+    ties go to the newest version.
+    """
+    if task not in DEFAULT_METRIC:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    metric = metric or DEFAULT_METRIC[task]
+    if metric not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric {metric!r}; valid metrics: {', '.join(sorted(METRIC_DIRECTIONS))}")
+    sign = 1.0 if METRIC_DIRECTIONS[metric] == "max" else -1.0
+    candidates = [
+        e for e in entries
+        if e.task == task
+        and (model_type is None or e.model_type == model_type)
+        and isinstance(e.metrics.get(metric), (int, float))
+        and math.isfinite(e.metrics[metric])
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda e: (sign * e.metrics[metric], e.version))
+
+
+def read_card(store: Store, entry: Entry) -> dict:
+    raw = store.read(entry.card_path)
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StoreError(f"card {entry.card_path} is not valid JSON: {e}") from e
+    if not isinstance(card, dict):
+        raise StoreError(f"card {entry.card_path} is not a JSON object")
+    return card
+
+
+def read_model_bytes(store: Store, entry: Entry) -> bytes:
+    """The ONNX bytes, checked against the entry's size and sha256 (IntegrityError)."""
+    data = store.read(entry.onnx_path)
+    if len(data) != entry.size_bytes:
+        raise IntegrityError(f"{entry.onnx_path}: {len(data)} bytes, entry says {entry.size_bytes}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        raise IntegrityError(f"{entry.onnx_path}: sha256 {digest}, entry says {entry.sha256}")
+    return data

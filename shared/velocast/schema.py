@@ -1,0 +1,179 @@
+"""Request records: the old system's snake_case keys and the export's French headers,
+validated into the arrays `velocast.features.build_matrix` takes.
+
+Every problem names its record, its field and why, so a client can fix its batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from velocast.features import PARIS
+
+COUNTER = "nom_du_compteur"
+DATE = "date_et_heure_de_comptage"
+COORDINATES = "coordonnees_geographiques"
+MAX_NAME_LENGTH = 200
+MAX_FIELD_LENGTH = 200
+# The service predicts traffic, not history or the far future; this also keeps
+# datetime arithmetic away from its limits.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+MAX_ERRORS_REPORTED = 50
+
+
+class RequestError(Exception):
+    """A client error with its HTTP status, a stable code and per-field details."""
+
+    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+@dataclass(frozen=True)
+class FieldError:
+    record: int
+    field: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"record": self.record, "field": self.field, "reason": self.reason}
+
+
+@dataclass
+class ParsedRecords:
+    names: list[str] = field(default_factory=list)
+    epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))
+    latitude: np.ndarray = field(default_factory=lambda: np.empty(0))
+    longitude: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def normalize_key(key: str) -> str:
+    """'Coordonnées géographiques' and 'coordonnées_géographiques' both become
+    'coordonnees_geographiques'."""
+    decomposed = unicodedata.normalize("NFKD", key)
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.sub(r"[^a-z0-9]+", "_", ascii_only.casefold()).strip("_")
+
+
+def parse_timestamp(value) -> float:
+    """UTC epoch seconds of an ISO 8601 timestamp. One without an offset is read as
+    Paris local time, which is what the export and the old clients mean."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    text = value.strip()
+    if not text or len(text) > 40:
+        raise ValueError("expected an ISO 8601 timestamp such as 2025-05-17 18:00:00+02:00")
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 timestamp "
+                         "(e.g. 2025-05-17 18:00:00+02:00)") from None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ValueError(f"year {moment.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=PARIS)
+    return moment.timestamp()
+
+
+def _coordinate(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a coordinate must be a number")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and len(value) <= 40:
+        number = float(value)
+    else:
+        raise ValueError("a coordinate must be a number")
+    if not math.isfinite(number):
+        raise ValueError("a coordinate must be finite")
+    return number
+
+
+def parse_coordinates(value) -> tuple[float, float]:
+    """'48.8672, 2.3501', [48.8672, 2.3501] or {"lat": .., "lon": ..}."""
+    try:
+        if isinstance(value, str):
+            parts = value.split(",")
+            if len(parts) != 2:
+                raise ValueError
+            lat, lon = (_coordinate(p.strip()) for p in parts)
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
+            lat, lon = (_coordinate(v) for v in value)
+        elif isinstance(value, dict):
+            lat = _coordinate(value.get("lat", value.get("latitude")))
+            lon = _coordinate(value.get("lon", value.get("longitude")))
+        else:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ValueError("expected 'latitude, longitude' in degrees, e.g. '48.8672, 2.3501'") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"({lat}, {lon}) is not a latitude, longitude pair")
+    return lat, lon
+
+
+def parse_records(records) -> ParsedRecords:
+    """Validate a list of request records; raises RequestError (422) listing every bad
+    field, so one round trip shows the client all of its mistakes."""
+    if not isinstance(records, list):
+        raise RequestError(422, "invalid_request", "'records' must be a list of objects",
+                           [{"field": "records", "reason": f"got {type(records).__name__}"}])
+    if not records:
+        raise RequestError(422, "invalid_request", "'records' is empty",
+                           [{"field": "records", "reason": "send at least one record"}])
+    parsed = ParsedRecords()
+    epochs, lats, lons = [], [], []
+    errors: list[FieldError] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            errors.append(FieldError(index, "", f"expected an object, got {type(record).__name__}"))
+            continue
+        fields = {normalize_key(k): v for k, v in record.items() if isinstance(k, str)}
+        name = fields.get(COUNTER)
+        if not isinstance(name, str) or not name.strip():
+            errors.append(FieldError(index, COUNTER, "required: the counter's name as a non-empty string"))
+        elif len(name) > MAX_NAME_LENGTH:
+            errors.append(FieldError(index, COUNTER, f"longer than {MAX_NAME_LENGTH} characters"))
+        if DATE not in fields:
+            errors.append(FieldError(index, DATE, "required: e.g. 2025-05-17 18:00:00+02:00"))
+            epoch = math.nan
+        else:
+            try:
+                epoch = parse_timestamp(fields[DATE])
+            except ValueError as exc:
+                errors.append(FieldError(index, DATE, str(exc)))
+                epoch = math.nan
+        lat = lon = math.nan
+        if fields.get(COORDINATES) not in (None, ""):
+            try:
+                lat, lon = parse_coordinates(fields[COORDINATES])
+            except ValueError as exc:
+                errors.append(FieldError(index, COORDINATES, str(exc)))
+        parsed.names.append(name.strip() if isinstance(name, str) else "")
+        epochs.append(epoch)
+        lats.append(lat)
+        lons.append(lon)
+    if errors:
+        shown = errors[:MAX_ERRORS_REPORTED]
+        more = f" (first {len(shown)} shown)" if len(errors) > len(shown) else ""
+        first = shown[0]
+        raise RequestError(
+            422, "invalid_records",
+            f"{len(errors)} invalid field(s){more}; first: record {first.record}, "
+            f"field {first.field or '(record)'}: {first.reason}",
+            [e.to_dict() for e in shown])
+    parsed.epoch_seconds = np.array(epochs, dtype=np.float64)
+    parsed.latitude = np.array(lats, dtype=np.float64)
+    parsed.longitude = np.array(lons, dtype=np.float64)
+    return parsed

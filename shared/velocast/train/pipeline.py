@@ -1,0 +1,273 @@
+"""Offline training: time-based holdout metrics, final fit on all rows, ONNX export,
+parity gate, publication to the model store.
+
+    python -m velocast.train --data FILE --store DIR_OR_GS_URI [--models gbdt,rf,nn,affluence]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
+                              RandomForestRegressor)
+from sklearn.metrics import (accuracy_score, f1_score, mean_absolute_error, precision_score,
+                             r2_score, recall_score, roc_auc_score)
+from sklearn.neural_network import MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from velocast import registry
+from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
+                               build_matrix)
+from velocast.store import open_store
+from velocast.train import export
+
+MAX_ONNX_BYTES = 5 * 1024 * 1024
+
+
+def _gbdt():
+    # No categorical_features: skl2onnx converts those without error but wrongly.
+    return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.08, max_leaf_nodes=63,
+                                         l2_regularization=1.0, early_stopping=False,
+                                         random_state=0)
+
+
+def _rf():
+    # Leaf count and tree count bound the ONNX file (about 5 MB at 130k nodes).
+    return RandomForestRegressor(n_estimators=30, max_leaf_nodes=1500, min_samples_leaf=5,
+                                 max_features=0.5, max_samples=0.5, n_jobs=-1, random_state=0)
+
+
+def _nn():
+    return make_pipeline(StandardScaler(), MLPRegressor(
+        hidden_layer_sizes=(64, 64), batch_size=1024, learning_rate_init=2e-3, max_iter=40,
+        early_stopping=True, n_iter_no_change=5, random_state=0))
+
+
+def _affluence():
+    return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=63,
+                                          l2_regularization=1.0, early_stopping=False,
+                                          random_state=0)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    task: str
+    make: object
+    description: str
+
+
+MODELS = {
+    "gbdt": ModelSpec("regress", _gbdt, "HistGradientBoostingRegressor on log1p(count)"),
+    "rf": ModelSpec("regress", _rf, "RandomForestRegressor on log1p(count)"),
+    "nn": ModelSpec("regress", _nn, "StandardScaler + MLPRegressor on log1p(count)"),
+    "affluence": ModelSpec("classify", _affluence,
+                           "HistGradientBoostingClassifier: count above the counter's mean"),
+}
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def local_date(epoch: float) -> dt.date:
+    return dt.datetime.fromtimestamp(epoch, tz=PARIS).date()
+
+
+def drop_outages(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counter-days with no bike at all are sensor outages, not traffic: left in, they
+    drag a counter's learned level down for good (one counter had 72 such days)."""
+    day = pd.to_datetime(frame["epoch"], unit="s", utc=True).dt.tz_convert(PARIS).dt.date
+    daily = frame.groupby([frame["counter"], day])["count"].transform("sum")
+    outage = daily.to_numpy() == 0
+    if outage.any():
+        say(f"ignoring {int(outage.sum()):,} rows in zero-count counter-days (sensor outages)")
+    return frame[~outage]
+
+
+def split_holdout(frame: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The last `holdout_days` local days are the holdout; never a random split."""
+    last_day = local_date(float(frame["epoch"].max()))
+    first_holdout_day = last_day - dt.timedelta(days=holdout_days - 1)
+    cut = dt.datetime.combine(first_holdout_day, dt.time(), tzinfo=PARIS).timestamp()
+    return frame[frame["epoch"] < cut], frame[frame["epoch"] >= cut]
+
+
+@dataclass
+class Prepared:
+    table: CounterTable
+    matrix: np.ndarray
+    log_count: np.ndarray
+    busy: np.ndarray
+
+
+def prepare(frame: pd.DataFrame, table: CounterTable) -> Prepared:
+    batch = build_matrix(frame["counter"].tolist(), frame["epoch"].to_numpy(),
+                         frame["latitude"].to_numpy(), frame["longitude"].to_numpy(), table)
+    counts = frame["count"].to_numpy(dtype=np.float64)
+    return Prepared(table, batch.matrix, np.log1p(counts),
+                    (counts > batch.mean_count).astype(np.int64))
+
+
+def fit_table(frame: pd.DataFrame) -> CounterTable:
+    return CounterTable.fit(frame["counter"].to_numpy(), frame["epoch"].to_numpy(),
+                            frame["latitude"].to_numpy(), frame["longitude"].to_numpy(),
+                            frame["count"].to_numpy())
+
+
+def fit(spec: ModelSpec, data: Prepared):
+    target = data.busy if spec.task == "classify" else data.log_count
+    return spec.make().fit(data.matrix, target)
+
+
+def regression_metrics(log_truth: np.ndarray, log_prediction: np.ndarray) -> dict:
+    truth, prediction = np.expm1(log_truth), np.clip(np.expm1(log_prediction), 0, None)
+    return {
+        "rmse_log": float(np.sqrt(np.mean((log_truth - log_prediction) ** 2))),
+        "rmse": float(np.sqrt(np.mean((truth - prediction) ** 2))),
+        "mae": float(mean_absolute_error(truth, prediction)),
+        "r2": float(r2_score(truth, prediction)),
+    }
+
+
+def classification_metrics(truth: np.ndarray, probability: np.ndarray) -> dict:
+    predicted = (probability >= 0.5).astype(np.int64)
+    return {
+        "f1_score": float(f1_score(truth, predicted, zero_division=0)),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "precision": float(precision_score(truth, predicted, zero_division=0)),
+        "recall": float(recall_score(truth, predicted, zero_division=0)),
+        "roc_auc": float(roc_auc_score(truth, probability)) if len(set(truth)) == 2 else float("nan"),
+    }
+
+
+def evaluate(spec: ModelSpec, estimator, data: Prepared) -> dict:
+    output = export.sklearn_output(estimator, data.matrix, spec.task)
+    if spec.task == "classify":
+        return classification_metrics(data.busy, output)
+    return regression_metrics(data.log_count, output)
+
+
+def library_versions() -> dict:
+    import onnx
+    import onnxruntime
+    import skl2onnx
+    import sklearn
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+            "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def _range(frame: pd.DataFrame) -> dict:
+    return {"from": local_date(float(frame["epoch"].min())).isoformat(),
+            "to": local_date(float(frame["epoch"].max())).isoformat(), "rows": len(frame)}
+
+
+@dataclass
+class Outcome:
+    model_type: str
+    metrics: dict
+    onnx_bytes: int = 0
+    parity_gap: float = float("nan")
+    published: registry.Entry | None = None
+    refused: str = ""
+    seconds: dict = field(default_factory=dict)
+
+
+def train(frame: pd.DataFrame, store_uri: str | None, model_types: list[str],
+          holdout_days: int = 28) -> list[Outcome]:
+    """Holdout metrics, then a final fit on every row, export, parity gate, publish.
+    With store_uri None nothing is published (an evaluation run)."""
+    unknown = [m for m in model_types if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model type(s) {unknown}; choose from {sorted(MODELS)}")
+    if frame.empty:
+        raise ValueError("no usable rows to train on")
+    store = open_store(store_uri) if store_uri else None
+    fit_rows, holdout_rows = split_holdout(frame, holdout_days)
+    if fit_rows.empty or holdout_rows.empty:
+        raise ValueError(f"need more than {holdout_days} days of data for a {holdout_days}-day holdout")
+    fit_rows = drop_outages(fit_rows)
+    say(f"holdout: {_range(holdout_rows)['from']} to {_range(holdout_rows)['to']} "
+        f"({len(holdout_rows):,} rows); fitting on {len(fit_rows):,} earlier rows")
+    table = fit_table(fit_rows)
+    train_part, holdout = prepare(fit_rows, table), prepare(holdout_rows, table)
+
+    all_rows = drop_outages(frame)
+    final_table = fit_table(all_rows)
+    final = prepare(all_rows, final_table)
+    # Parity is checked on the holdout rows, featurized as the published model sees them.
+    parity_rows = prepare(holdout_rows, final_table).matrix
+    outcomes = []
+    for step, model_type in enumerate(model_types, 1):
+        spec = MODELS[model_type]
+        prefix = f"[{step}/{len(model_types)}] {model_type}"
+        started = time.perf_counter()
+        say(f"{prefix}: fitting on {len(train_part.matrix):,} rows for holdout metrics")
+        metrics = evaluate(spec, fit(spec, train_part), holdout)
+        outcome = Outcome(model_type, metrics)
+        outcome.seconds["holdout_fit"] = round(time.perf_counter() - started, 1)
+        say(f"{prefix}: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        outcomes.append(outcome)
+        if store is None:
+            continue
+        started = time.perf_counter()
+        say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
+        estimator = fit(spec, final)
+        outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
+        onnx_bytes = export.to_onnx(estimator, spec.task)
+        outcome.onnx_bytes = len(onnx_bytes)
+        outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
+        if outcome.parity_gap > export.PARITY_TOLERANCE:
+            outcome.refused = (f"ONNX output differs from scikit-learn by {outcome.parity_gap:.2e} "
+                               f"(> {export.PARITY_TOLERANCE:g})")
+        elif len(onnx_bytes) > MAX_ONNX_BYTES:
+            outcome.refused = f"ONNX file is {len(onnx_bytes):,} bytes (> {MAX_ONNX_BYTES:,})"
+        if outcome.refused:
+            say(f"{prefix}: NOT published: {outcome.refused}")
+            continue
+        card = {
+            "task": spec.task,
+            "model_type": model_type,
+            "description": spec.description,
+            "metrics": metrics,
+            "metrics_source": {**_range(holdout_rows), "note": (
+                f"last {holdout_days} days, scored by a model fitted on the rows before them; "
+                "the published model was then refitted on all rows")},
+            "trained_from": _range(all_rows)["from"],
+            "trained_to": _range(all_rows)["to"],
+            "training_rows": len(all_rows),
+            "feature_spec_version": FEATURE_SPEC_VERSION,
+            "feature_names": list(FEATURE_NAMES),
+            "target": ("1 if the hourly count is above the counter's mean count in the "
+                       "training rows, else 0") if spec.task == "classify" else "log1p(hourly count)",
+            "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
+                     "parity_max_abs_diff": outcome.parity_gap},
+            "counter_table": final_table.to_dict(),
+            "libraries": library_versions(),
+            "training_seconds": outcome.seconds,
+        }
+        outcome.published = registry.publish(store, onnx_bytes, card)
+        say(f"{prefix}: published version {outcome.published.version} "
+            f"({len(onnx_bytes) / 1e6:.2f} MB, parity gap {outcome.parity_gap:.1e})")
+    return outcomes
+
+
+def summary_table(outcomes: list[Outcome]) -> str:
+    names = ["rmse_log", "rmse", "mae", "r2", "f1_score", "accuracy", "precision", "recall", "roc_auc"]
+    lines = [f"{'model':<10} " + " ".join(f"{n:>9}" for n in names) +
+             f" {'onnx MB':>8} {'parity':>8}  status"]
+    for o in outcomes:
+        cells = " ".join(f"{o.metrics[n]:9.4f}" if n in o.metrics else f"{'-':>9}" for n in names)
+        status = (f"published {o.published.version}" if o.published else
+                  o.refused or "evaluated only")
+        lines.append(f"{o.model_type:<10} {cells} {o.onnx_bytes / 1e6:8.2f} "
+                     f"{o.parity_gap:8.1e}  {status}")
+    return "\n".join(lines)

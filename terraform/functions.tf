@@ -1,0 +1,156 @@
+locals {
+  # Everything the functions need to find their dependencies. Secret *names*
+  # only: the code reads the values at run time through Secret Manager and
+  # caches them with a TTL, so a key rotation needs no redeploy (a secret env
+  # var would be frozen per instance).
+  function_env = {
+    MODEL_STORE      = "gs://${google_storage_bucket.models.name}"
+    GCP_PROJECT      = var.project_id
+    API_KEYS_SECRET  = google_secret_manager_secret.api_keys.secret_id
+    ADMIN_KEY_SECRET = google_secret_manager_secret.admin_key.secret_id
+    REFRESH_SECONDS  = tostring(var.refresh_seconds)
+    MAX_RECORDS      = tostring(var.max_records)
+    LOG_LEVEL        = var.log_level
+  }
+
+  # Cloud Run's CPU/memory envelope, checked at plan time rather than as an
+  # API error halfway through an apply.
+  memory_mib = {
+    "128Mi" = 128
+    "256Mi" = 256
+    "512Mi" = 512
+    "1Gi"   = 1024
+    "2Gi"   = 2048
+    "4Gi"   = 4096
+    "8Gi"   = 8192
+    "16Gi"  = 16384
+    "32Gi"  = 32768
+  }
+  cpu            = tonumber(var.available_cpu)
+  max_memory_mib = local.cpu < 0.5 ? 512 : (local.cpu < 1 ? 1024 : local.cpu * 4096)
+  min_memory_mib = local.cpu >= 6 ? 4096 : (local.cpu >= 4 ? 2048 : 128)
+
+  build_service_account = "projects/${var.project_id}/serviceAccounts/${google_service_account.build.email}"
+}
+
+resource "google_cloudfunctions2_function" "classify" {
+  #checkov:skip=CKV_GCP_124:Ingress is var.ingress_settings. ALLOW_ALL is the default on purpose: callers (people, CI, BigQuery remote functions) are outside any VPC, and access is enforced by IAM (roles/run.invoker, allUsers only when var.public) plus API keys in the app.
+  project     = var.project_id
+  name        = local.classify_name
+  location    = var.region
+  description = "velocast: is traffic at a Paris bike counter above its usual level (affluence classifier)"
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "classify"
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.classify.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = var.classify_memory
+    available_cpu                    = var.available_cpu
+    min_instance_count               = var.min_instances
+    max_instance_count               = var.max_instances
+    max_instance_request_concurrency = var.concurrency
+    timeout_seconds                  = var.timeout_seconds
+    ingress_settings                 = var.ingress_settings
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.classify.email
+    environment_variables            = local.function_env
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.memory_mib[var.classify_memory] <= local.max_memory_mib && local.memory_mib[var.classify_memory] >= local.min_memory_mib
+      error_message = "classify_memory ${var.classify_memory} does not fit available_cpu ${var.available_cpu}: Cloud Run allows ${local.min_memory_mib}-${local.max_memory_mib} MiB for that CPU."
+    }
+    precondition {
+      condition     = var.concurrency == 1 || local.cpu >= 1
+      error_message = "concurrency > 1 needs available_cpu >= 1."
+    }
+    precondition {
+      condition     = var.min_instances <= var.max_instances
+      error_message = "min_instances must not exceed max_instances."
+    }
+  }
+
+  # The first build fails, and instances crash on their first model load, if
+  # the APIs or grants are not in place yet.
+  depends_on = [
+    google_project_service.this,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_gcf_sources_reader,
+    google_storage_bucket_iam_member.build_sources_reader,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_storage_bucket_iam_member.classify_models_reader,
+    google_secret_manager_secret_iam_member.classify_secret_accessor,
+  ]
+}
+
+resource "google_cloudfunctions2_function" "regress" {
+  #checkov:skip=CKV_GCP_124:Ingress is var.ingress_settings. ALLOW_ALL is the default on purpose: callers (people, CI, BigQuery remote functions) are outside any VPC, and access is enforced by IAM (roles/run.invoker, allUsers only when var.public) plus API keys in the app.
+  project     = var.project_id
+  name        = local.regress_name
+  location    = var.region
+  description = "velocast: hourly bike count predicted for a Paris counter (regression models)"
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "regress"
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.regress.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = var.regress_memory
+    available_cpu                    = var.available_cpu
+    min_instance_count               = var.min_instances
+    max_instance_count               = var.max_instances
+    max_instance_request_concurrency = var.concurrency
+    timeout_seconds                  = var.timeout_seconds
+    ingress_settings                 = var.ingress_settings
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.regress.email
+    environment_variables            = local.function_env
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.memory_mib[var.regress_memory] <= local.max_memory_mib && local.memory_mib[var.regress_memory] >= local.min_memory_mib
+      error_message = "regress_memory ${var.regress_memory} does not fit available_cpu ${var.available_cpu}: Cloud Run allows ${local.min_memory_mib}-${local.max_memory_mib} MiB for that CPU."
+    }
+    precondition {
+      condition     = var.concurrency == 1 || local.cpu >= 1
+      error_message = "concurrency > 1 needs available_cpu >= 1."
+    }
+    precondition {
+      condition     = var.min_instances <= var.max_instances
+      error_message = "min_instances must not exceed max_instances."
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_gcf_sources_reader,
+    google_storage_bucket_iam_member.build_sources_reader,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_storage_bucket_iam_member.regress_models_reader,
+    google_secret_manager_secret_iam_member.regress_secret_accessor,
+  ]
+}

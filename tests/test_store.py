@@ -1,0 +1,218 @@
+"""Model store: a local folder and GCS (real client against fake-gcs-server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from velocast.store import (
+    AlreadyExists,
+    GCSStore,
+    LocalStore,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
+
+pytest_plugins = ["tests.gcs_fixtures"]
+
+
+def race(n, fn):
+    """Run fn(i) in n threads released together; return results or exceptions."""
+    barrier = threading.Barrier(n)
+    out = [None] * n
+
+    def run(i):
+        barrier.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as e:  # collected for the assertions
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+# ------------------------------------------------------------------ both stores
+
+@pytest.fixture(params=["local", "gcs"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    return request.getfixturevalue("fake_gcs").store(prefix="some/prefix")
+
+
+def test_written_bytes_read_back(store):
+    store.write_once("models/a/model.onnx", b"\x08\x07onnx")
+    assert store.read("models/a/model.onnx") == b"\x08\x07onnx"
+
+
+def test_write_once_refuses_to_overwrite(store):
+    store.write_once("registry/x.json", b"first")
+    with pytest.raises(AlreadyExists):
+        store.write_once("registry/x.json", b"second")
+    assert store.read("registry/x.json") == b"first"
+
+
+def test_concurrent_writers_of_one_name_exactly_one_wins(store):
+    results = race(8, lambda i: store.write_once("race.json", f"writer {i}".encode()))
+    winners = [i for i, r in enumerate(results) if r is None]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, AlreadyExists) for r in results if r is not None), results
+    assert store.read("race.json") == f"writer {winners[0]}".encode()
+
+
+def test_reading_a_missing_name_raises_not_found(store):
+    with pytest.raises(NotFound):
+        store.read("models/none/model.onnx")
+
+
+def test_list_is_sorted_relative_and_filtered_by_prefix(store):
+    for name in ["registry/regress/b.json", "registry/regress/a.json", "registry/classify/c.json",
+                 "models/regress/gbdt/v/model.onnx"]:
+        store.write_once(name, b"{}")
+    assert store.list() == sorted(["registry/regress/b.json", "registry/regress/a.json",
+                                   "registry/classify/c.json", "models/regress/gbdt/v/model.onnx"])
+    assert store.list("registry/regress/") == ["registry/regress/a.json", "registry/regress/b.json"]
+    assert store.list("registry/cl") == ["registry/classify/c.json"]
+    assert store.list("nothing/") == []
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "m/model.PICKLE", "m/model.joblib", "m/model.pkl.gz"])
+def test_pickle_and_joblib_names_are_refused(store, name):
+    with pytest.raises(StoreError, match="pickle"):
+        store.write_once(name, b"data")
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "a/../b", "a//b", "./a", "a\\b"])
+def test_unsafe_names_are_refused(store, name):
+    with pytest.raises(StoreError):
+        store.write_once(name, b"data")
+
+
+# ------------------------------------------------------------------ local only
+
+def test_local_store_folder_is_created_on_first_write_only(tmp_path):
+    store = open_store(str(tmp_path / "new"))
+    assert isinstance(store, LocalStore)
+    assert store.list() == []
+    assert not (tmp_path / "new").exists()
+    store.write_once("a/b.json", b"{}")
+    assert (tmp_path / "new" / "a" / "b.json").read_bytes() == b"{}"
+
+
+def test_local_write_leaves_no_temp_files_even_when_refused(tmp_path):
+    store = LocalStore(tmp_path)
+    store.write_once("d/x.json", b"1")
+    with pytest.raises(AlreadyExists):
+        store.write_once("d/x.json", b"2")
+    assert sorted(os.listdir(tmp_path / "d")) == ["x.json"]
+
+
+def test_local_written_files_are_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        LocalStore(tmp_path).write_once("x.json", b"1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_local_store_that_is_a_file_is_unavailable(tmp_path):
+    (tmp_path / "f").write_text("not a folder")
+    store = LocalStore(tmp_path / "f")
+    with pytest.raises(StoreUnavailable):
+        store.list()
+    with pytest.raises(StoreUnavailable):
+        store.write_once("a.json", b"{}")
+
+
+# ------------------------------------------------------------------ URIs
+
+def test_open_store_parses_uris(tmp_path):
+    s = open_store("gs://my-bucket")
+    assert isinstance(s, GCSStore) and (s.bucket_name, s.prefix, s.uri) == ("my-bucket", "", "gs://my-bucket")
+    s = open_store("gs://my-bucket/a/b/")
+    assert (s.bucket_name, s.prefix, s.uri) == ("my-bucket", "a/b", "gs://my-bucket/a/b")
+    s = open_store(f"file://{tmp_path}")
+    assert isinstance(s, LocalStore) and s.uri == str(tmp_path)
+    assert isinstance(open_store(tmp_path), LocalStore)
+
+
+@pytest.mark.parametrize("uri", ["", "gs://", "gs:///prefix", "gs://Bad_Bucket", "s3://bucket/x", "file://relative"])
+def test_open_store_rejects_bad_uris(uri):
+    with pytest.raises(StoreError):
+        open_store(uri)
+
+
+def test_importing_and_using_local_store_does_not_import_google_storage(tmp_path):
+    code = (
+        "import sys, velocast.store, velocast.registry, velocast.models\n"
+        f"s = velocast.store.open_store({str(tmp_path)!r}); s.write_once('a', b'1'); s.list()\n"
+        "assert 'google.cloud.storage' not in sys.modules, 'imported eagerly'\n"
+        "velocast.store.open_store('gs://some-bucket')\n"
+        "assert 'google.cloud.storage' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ------------------------------------------------------------------ GCS
+
+def test_gcs_uris_with_and_without_prefix_share_one_bucket(fake_gcs_env):
+    bucket = fake_gcs_env.new_bucket()
+    root = open_store(f"gs://{bucket}")
+    nested = open_store(f"gs://{bucket}/team/models")
+    nested.write_once("registry/e.json", b"{}")
+    root.write_once("top.json", b"{}")
+
+    raw = sorted(b.name for b in fake_gcs_env.client().list_blobs(bucket))
+    assert raw == ["team/models/registry/e.json", "top.json"]
+    assert root.list() == ["team/models/registry/e.json", "top.json"]
+    assert nested.list() == ["registry/e.json"]
+    assert nested.read("registry/e.json") == root.read("team/models/registry/e.json")
+    # "team/models" must not see a sibling prefix that merely starts the same way.
+    root.write_once("team/models2/x.json", b"{}")
+    assert nested.list() == ["registry/e.json"]
+
+
+def test_gcs_second_write_once_is_refused_by_the_server(fake_gcs_env):
+    bucket = fake_gcs_env.new_bucket()
+    first, second = open_store(f"gs://{bucket}/p"), open_store(f"gs://{bucket}/p")  # two clients
+    first.write_once("x.json", b"first", "application/json")
+    with pytest.raises(AlreadyExists):
+        second.write_once("x.json", b"second")
+    blob = fake_gcs_env.client().bucket(bucket).get_blob("p/x.json")
+    assert blob.download_as_bytes() == b"first" and blob.content_type == "application/json"
+
+
+def test_gcs_missing_bucket_is_unavailable_not_empty(fake_gcs_env):
+    store = open_store("gs://no-such-bucket-here")
+    with pytest.raises(StoreUnavailable):
+        store.list()
+    with pytest.raises(StoreUnavailable):
+        store.write_once("a.json", b"{}")
+
+
+def test_gcs_unreachable_server_is_unavailable_within_the_retry_deadline():
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": "http://127.0.0.1:9"})
+    store = GCSStore("bucket", "p", client=client, timeout=1, retry_deadline=1)
+    t0 = time.monotonic()
+    for op in (lambda: store.read("a.json"), store.list, lambda: store.write_once("a.json", b"{}")):
+        with pytest.raises(StoreUnavailable):
+            op()
+    assert time.monotonic() - t0 < 15

@@ -3,7 +3,7 @@
 # so the build service account can be granted write access on this repository
 # alone (iam.tf), and its cleanup policies stop images piling up forever.
 resource "google_artifact_registry_repository" "functions" {
-  #checkov:skip=CKV_GCP_84:Images hold only the public function code and its pinned dependencies (no models, no secrets); Google-managed encryption is the chosen baseline for the whole stack, and a CMEK key here alone would add key management without protecting anything sensitive.
+  #checkov:skip=CKV_GCP_84:Images hold only the function code and its pinned open-source dependencies (no models, data or keys); the stack uses Google-managed encryption throughout, and a CMEK key for this repository alone would add key management and a new failure mode (a disabled key stops builds and cold starts) without protecting anything sensitive.
   project       = var.project_id
   location      = var.region
   repository_id = "${var.name_prefix}-functions"

@@ -173,7 +173,7 @@ data "archive_file" "classify" {
   source_dir       = "${var.source_dir}/classify"
   output_path      = "${path.module}/.bundles/classify.zip"
   output_file_mode = "0644"
-  excludes         = ["*__pycache__", "*.pyc"]
+  excludes         = ["**/__pycache__", "**/__pycache__/**", "**/*.pyc"]
 }
 
 data "archive_file" "regress" {
@@ -181,7 +181,7 @@ data "archive_file" "regress" {
   source_dir       = "${var.source_dir}/regress"
   output_path      = "${path.module}/.bundles/regress.zip"
   output_file_mode = "0644"
-  excludes         = ["*__pycache__", "*.pyc"]
+  excludes         = ["**/__pycache__", "**/__pycache__/**", "**/*.pyc"]
 }
 
 # The object name carries the zip's hash: Cloud Functions only rebuilds when

@@ -1,13 +1,13 @@
 terraform {
-  # Validation blocks only reference their own variable and cross-variable rules
-  # live in lifecycle preconditions, so nothing here needs more than 1.5.
+  # Validations reference only their own variable (cross-variable rules are
+  # lifecycle preconditions), so 1.5 is enough.
   required_version = ">= 1.5"
 
   required_providers {
     google = {
       source = "hashicorp/google"
-      # 6.41 is the oldest release whose google_cloudfunctions2_function and
-      # google_storage_bucket schemas match what this configuration sets.
+      # Argument names were checked against the 6.x/7.x docs; a new major
+      # version may rename or drop them, hence the upper bound.
       version = ">= 6.41, < 8"
     }
     archive = {

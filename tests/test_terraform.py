@@ -421,6 +421,13 @@ def test_buckets_are_hardened(tf):
         assert body.get("lifecycle_rule"), f"{name} has no lifecycle rule"
 
 
+def test_models_and_sources_access_is_logged_by_default(tf):
+    assert tf["variable"]["access_logs"]["default"] is True
+    for name in ("google_storage_bucket.models", "google_storage_bucket.sources"):
+        logging = _text(tf["resource"][name].get("logging", "")) + _text(tf["resource"][name].get("dynamic", ""))
+        assert "google_storage_bucket.access_logs" in logging, f"{name} does not log access"
+
+
 def test_models_bucket_lifecycle_only_touches_noncurrent_versions(tf):
     models = tf["resource"]["google_storage_bucket.models"]
     assert models["force_destroy"] == "${var.force_destroy_buckets}"

@@ -35,6 +35,7 @@ __all__ = [
     "METRIC_DIRECTIONS",
     "DEFAULT_METRIC",
     "TASKS",
+    "TASK_METRICS",
     "Entry",
     "IntegrityError",
     "new_version",
@@ -58,6 +59,11 @@ METRIC_DIRECTIONS: dict[str, str] = {
 }
 DEFAULT_METRIC: dict[str, str] = {"regress": "rmse_log", "classify": "f1_score"}
 TASKS = tuple(DEFAULT_METRIC)
+# Which metrics a request may select models by, per task.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "regress": ("rmse_log", "rmse", "mae", "r2"),
+    "classify": ("f1_score", "accuracy", "precision", "recall", "roc_auc"),
+}
 
 # Card keys the trainer must provide; publish adds the rest.
 REQUIRED_CARD_KEYS = ("task", "model_type", "metrics", "feature_spec_version", "trained_from", "trained_to")

@@ -1,0 +1,273 @@
+"""Per-instance cache of ONNX sessions, kept in global scope by the functions.
+
+The first request that needs a model reads the registry and loads the best one for
+its (model type, metric) straight from bytes into onnxruntime (no /tmp file, which
+would count against the instance's memory). A model whose bytes do not match their
+sha256 or whose feature spec differs from this code's is never served; the last good
+model stays. The registry is re-read at most every `refresh_seconds`, in a background
+thread, so no request waits on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from velocast import registry
+from velocast.features import FEATURE_SPEC_VERSION, CounterTable
+from velocast.store import Store, StoreError, StoreUnavailable, open_store
+
+log = logging.getLogger("velocast.model_cache")
+
+# After a failed registry read, wait this long before the next attempt a request may
+# trigger: a store outage must not turn every request into a slow failing call.
+RETRY_AFTER_FAILURE_SECONDS = 2.0
+
+
+class NoModelAvailable(Exception):
+    """Nothing can be served yet (nothing published, or the store is unreachable)."""
+
+    def __init__(self, message: str, retry_after: int = 30):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnknownModelChoice(ValueError):
+    """A model type or metric the registry cannot satisfy; a client error."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+@dataclass
+class LoadedModel:
+    entry: registry.Entry
+    table: CounterTable
+    session: object
+    input_name: str
+    loaded_at: float = field(default_factory=time.time)
+
+    def run(self, matrix: np.ndarray) -> list[np.ndarray]:
+        # InferenceSession.run is thread-safe, so one session serves every thread.
+        return self.session.run(None, {self.input_name: matrix})
+
+    def describe(self, metric: str) -> dict:
+        e = self.entry
+        return {"task": e.task, "type": e.model_type, "version": e.version,
+                "metric": metric, "metric_value": e.metrics.get(metric),
+                "metrics": e.metrics, "trained_from": e.trained_from,
+                "trained_to": e.trained_to, "feature_spec_version": e.feature_spec_version}
+
+
+class ModelCache:
+    def __init__(self, store_uri: str, task: str, refresh_seconds: float = 300.0,
+                 threads_per_session: int = 1, store: Store | None = None):
+        self.store_uri = store_uri
+        self.task = task
+        self.refresh_seconds = refresh_seconds
+        self.threads_per_session = threads_per_session
+        self._store = store
+        self._lock = threading.RLock()
+        self._entries: list[registry.Entry] | None = None
+        self._listed_at = 0.0
+        self._failed_at = 0.0
+        self._last_error: str | None = None
+        self._loaded: dict[str, LoadedModel] = {}       # version -> model
+        self._serving: dict[tuple, LoadedModel] = {}    # (type, metric) -> model
+        self._bad_versions: dict[str, str] = {}         # version -> why it is refused
+        self._refreshing = False
+
+    # -- registry -------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.store_uri)
+        return self._store
+
+    def _list(self) -> list[registry.Entry]:
+        entries = registry.list_entries(self.store, task=self.task)
+        with self._lock:
+            self._entries = entries
+            self._listed_at = time.monotonic()
+            self._last_error = None
+        return entries
+
+    def entries(self) -> list[registry.Entry]:
+        """The registry as last read; read it now if never read (raises when the store
+        cannot be reached and nothing was read before)."""
+        with self._lock:
+            if self._entries is not None:
+                return self._entries
+            if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_SECONDS:
+                raise NoModelAvailable(f"model store unavailable: {self._last_error}", 5)
+        try:
+            return self._list()
+        except StoreError as exc:
+            with self._lock:
+                self._failed_at = time.monotonic()
+                self._last_error = str(exc)
+            log.error("cannot read the registry at %s: %s", self.store_uri, exc)
+            raise NoModelAvailable(f"model store unavailable: {exc}", 5) from exc
+
+    # -- choosing and loading -------------------------------------------------------
+    def _candidates(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
+        """Entries for (type, metric), best first."""
+        pool = [e for e in entries if metric in e.metrics
+                and (model_type is None or e.model_type == model_type)]
+        ordered = []
+        while pool:
+            best = registry.best(pool, self.task, metric)
+            ordered.append(best)
+            pool = [e for e in pool if e.version != best.version]
+        return ordered
+
+    def _load(self, entry: registry.Entry) -> LoadedModel:
+        import onnxruntime as ort  # noqa: PLC0415  (import cost paid once, at first load)
+
+        if entry.feature_spec_version != FEATURE_SPEC_VERSION:
+            raise ValueError(f"feature spec {entry.feature_spec_version} != this code's "
+                             f"{FEATURE_SPEC_VERSION}")
+        card = registry.read_card(self.store, entry)
+        model_bytes = registry.read_model_bytes(self.store, entry)
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        if digest != entry.sha256 or card.get("sha256", digest) != digest:
+            raise ValueError(f"sha256 {digest} does not match the registry's {entry.sha256}")
+        if card.get("feature_spec_version") != FEATURE_SPEC_VERSION:
+            raise ValueError(f"card feature spec {card.get('feature_spec_version')} != "
+                             f"{FEATURE_SPEC_VERSION}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads_per_session
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(model_bytes, sess_options=options,
+                                       providers=["CPUExecutionProvider"])
+        table = CounterTable.from_dict(card["counter_table"])
+        return LoadedModel(entry, table, session, session.get_inputs()[0].name)
+
+    def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:
+        for entry in candidates:
+            with self._lock:
+                loaded = self._loaded.get(entry.version)
+                refused = self._bad_versions.get(entry.version)
+            if loaded:
+                return loaded
+            if refused:
+                continue
+            try:
+                model = self._load(entry)
+            except Exception as exc:  # noqa: BLE001
+                # onnxruntime raises its own exception types on corrupt bytes; whatever
+                # the cause, this version is not served.
+                if not isinstance(exc, StoreUnavailable):
+                    # An unreachable store is not the version's fault: try it again later.
+                    with self._lock:
+                        self._bad_versions[entry.version] = str(exc)
+                log.error("refusing model %s %s %s: %s", self.task, entry.model_type,
+                          entry.version, exc)
+                continue
+            with self._lock:
+                self._loaded[entry.version] = model
+            log.info("loaded model %s %s %s (%d bytes)", self.task, entry.model_type,
+                     entry.version, entry.size_bytes)
+            return model
+        return None
+
+    def get(self, model_type: str | None = None, metric: str | None = None) -> LoadedModel:
+        metric = metric or registry.DEFAULT_METRIC[self.task]
+        if metric not in registry.METRIC_DIRECTIONS or \
+                metric not in registry.TASK_METRICS[self.task]:
+            raise UnknownModelChoice("metric", f"unknown metric {metric!r}; choose from "
+                                     f"{', '.join(registry.TASK_METRICS[self.task])}")
+        key = (model_type, metric)
+        self._maybe_refresh_in_background()
+        with self._lock:
+            serving = self._serving.get(key)
+        if serving:
+            return serving
+        entries = self.entries()
+        if not entries:
+            raise NoModelAvailable(f"no {self.task} model is published in {self.store_uri} yet")
+        if model_type is not None and model_type not in {e.model_type for e in entries}:
+            types = sorted({e.model_type for e in entries})
+            raise UnknownModelChoice("model_type", f"no published {self.task} model of type "
+                                     f"{model_type!r}; published: {', '.join(types)}")
+        model = self._first_good(self._candidates(entries, model_type, metric))
+        if model is None:
+            raise NoModelAvailable(f"no loadable {self.task} model for type "
+                                   f"{model_type or 'any'} and metric {metric}")
+        with self._lock:
+            self._serving.setdefault(key, model)
+            return self._serving[key]
+
+    # -- refresh ----------------------------------------------------------------------
+    def refresh(self) -> dict:
+        """Re-read the registry and move every served (type, metric) to its best
+        loadable model; a model that fails to load leaves the previous one in place."""
+        before = {k: m.entry.version for k, m in self._serving.items()}
+        try:
+            entries = self._list()
+        except StoreError as exc:
+            with self._lock:
+                self._failed_at = time.monotonic()
+                self._last_error = str(exc)
+                self._listed_at = time.monotonic()  # keep serving; try again next period
+            log.error("registry refresh failed, keeping current models: %s", exc)
+            return {"refreshed": False, "error": str(exc), "models": self.serving()}
+        keys = set(before) or {(None, registry.DEFAULT_METRIC[self.task])}
+        for key in keys:
+            model = self._first_good(self._candidates(entries, *key))
+            if model is not None:
+                with self._lock:
+                    self._serving[key] = model
+        with self._lock:
+            in_use = {m.entry.version for m in self._serving.values()}
+            for version in list(self._loaded):
+                if version not in in_use:
+                    del self._loaded[version]  # frees the session's memory
+        changed = [{"model_type": k[0], "metric": k[1], "from": before.get(k),
+                    "to": self._serving[k].entry.version}
+                   for k in self._serving if before.get(k) != self._serving[k].entry.version]
+        return {"refreshed": True, "changed": changed, "models": self.serving(),
+                "refused": dict(self._bad_versions)}
+
+    def _maybe_refresh_in_background(self) -> None:
+        with self._lock:
+            due = (self._entries is not None and not self._refreshing and
+                   time.monotonic() - self._listed_at >= self.refresh_seconds)
+            if not due:
+                return
+            self._refreshing = True
+
+        def run():
+            try:
+                self.refresh()
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        threading.Thread(target=run, name="velocast-refresh", daemon=True).start()
+
+    # -- reporting -------------------------------------------------------------------
+    def serving(self) -> list[dict]:
+        with self._lock:
+            items = list(self._serving.items())
+        return [{"model_type": k[0], "metric": k[1], **m.describe(k[1])} for k, m in items]
+
+    def health(self) -> dict:
+        """Loads the default model if nothing is loaded yet, so a probe warms the
+        instance; never raises."""
+        error = None
+        if not self._serving:
+            try:
+                self.get()
+            except (NoModelAvailable, UnknownModelChoice) as exc:
+                error = str(exc)
+        return {"task": self.task, "store": self.store_uri,
+                "feature_spec_version": FEATURE_SPEC_VERSION,
+                "models": self.serving(), "error": error or self._last_error,
+                "refused": dict(self._bad_versions)}

@@ -1,0 +1,289 @@
+"""The HTTP layer both functions share: routes, limits, auth, JSON errors, one log
+line per request. A function's main.py only says how its model's outputs become a
+response.
+
+Routes: POST / and /predict, GET /health, GET /models, POST /refresh (alias
+/refresh_model). Every error is {"error": {"code", "message", "details"}}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from velocast import logs, registry
+from velocast.features import UnknownCounterError, build_matrix
+from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
+from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
+
+log = logging.getLogger("velocast.service")
+
+PREDICT_ROUTES = ("/", "/predict")
+REFRESH_ROUTES = ("/refresh", "/refresh_model")
+ROUTES = {**{r: "POST" for r in PREDICT_ROUTES + REFRESH_ROUTES},
+          "/health": "GET", "/models": "GET"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_store: str
+    refresh_seconds: float
+    max_records: int
+    max_body_bytes: int
+    project: str | None
+    onnx_threads: int
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "Settings":
+        def number(name, default, kind=int, minimum=0):
+            raw = environ.get(name, "")
+            try:
+                value = kind(raw) if raw.strip() else default
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number") from None
+            if value < minimum:
+                raise ValueError(f"{name} must be at least {minimum}")
+            return value
+
+        return cls(
+            model_store=environ.get("MODEL_STORE", "models"),
+            refresh_seconds=number("REFRESH_SECONDS", 300.0, float),
+            max_records=number("MAX_RECORDS", 10_000, int, 1),
+            max_body_bytes=number("MAX_BODY_BYTES", 10 * 1024 * 1024, int, 1),
+            project=environ.get("GCP_PROJECT") or environ.get("GOOGLE_CLOUD_PROJECT"),
+            onnx_threads=number("ONNX_THREADS", 1, int, 1),
+        )
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, details=None, headers=None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# What a function provides: the model's raw outputs and its batch -> response fields.
+Shaper = Callable[[LoadedModel, list, object], dict]
+
+
+class Service:
+    """One per function instance, created at import; creates nothing expensive until
+    the first request needs it."""
+
+    def __init__(self, task: str, shape_response: Shaper, environ=os.environ):
+        self.task = task
+        self.shape_response = shape_response
+        self.environ = environ
+        self._lock = threading.Lock()
+        self._cache: ModelCache | None = None
+        self._keys = None
+        self._settings: Settings | None = None
+
+    # Lazily created, once per instance, under a lock (functions-framework runs threads).
+    def _setup(self) -> None:
+        with self._lock:
+            if self._settings is not None:
+                return
+            from velocast.auth import KeyRing  # noqa: PLC0415
+
+            logs.configure()
+            settings = Settings.from_env(self.environ)
+            self._keys = KeyRing.from_env(self.environ)
+            self._cache = ModelCache(settings.model_store, self.task, settings.refresh_seconds,
+                                     settings.onnx_threads)
+            self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        self._setup()
+        return self._settings
+
+    @property
+    def cache(self) -> ModelCache:
+        self._setup()
+        return self._cache
+
+    # -- entry point -------------------------------------------------------------------
+    def handle(self, request):
+        started = time.perf_counter()
+        token = None
+        records = 0
+        try:
+            self._setup()
+            token = logs.current_trace.set(logs.trace_from_header(
+                request.headers.get("X-Cloud-Trace-Context"), self._settings.project))
+            status, body, headers = 200, None, {}
+            try:
+                body, records = self._route(request)
+            except HttpError as exc:
+                status, headers = exc.status, exc.headers
+                body = {"error": {"code": exc.code, "message": exc.message,
+                                  "details": exc.details}}
+            except Exception:  # noqa: BLE001  (a 5xx is a bug: log it whole, answer JSON)
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                status = 500
+                body = {"error": {"code": "internal", "message": "internal error; it was logged",
+                                  "details": []}}
+            if status == 200 and request.path == "/health" and not body["models"]:
+                status, headers = 503, {"Retry-After": "5"}
+            payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
+            latency = time.perf_counter() - started
+            self._log_request(request, status, len(payload), latency, records,
+                              body.get("error", {}).get("code") if status >= 400 else None)
+            return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers}
+        finally:
+            if token is not None:
+                logs.current_trace.reset(token)
+
+    def _log_request(self, request, status, size, latency, records, error_code) -> None:
+        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+        log.log(level, "%s %s %d %d record(s) %.1f ms", request.method, request.path, status,
+                records, latency * 1000, extra={
+                    "httpRequest": {
+                        "requestMethod": request.method,
+                        "requestUrl": request.url,
+                        "status": status,
+                        "requestSize": str(request.content_length or 0),
+                        "responseSize": str(size),
+                        "userAgent": request.headers.get("User-Agent", ""),
+                        "remoteIp": request.remote_addr or "",
+                        "latency": f"{latency:.6f}s",
+                    },
+                    "records": records,
+                    "latency_ms": round(latency * 1000, 3),
+                    "task": self.task,
+                    **({"error_code": error_code} if error_code else {}),
+                })
+
+    # -- routing -----------------------------------------------------------------------
+    def _route(self, request) -> tuple[dict, int]:
+        path = request.path.rstrip("/") or "/"
+        method = ROUTES.get(path)
+        if method is None:
+            raise HttpError(404, "not_found", f"no route {path}; routes: {', '.join(ROUTES)}")
+        if request.method != method:
+            raise HttpError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}",
+                            headers={"Allow": method})
+        if path == "/health":
+            return self._health(), 0
+        if path == "/models":
+            self._check(self._keys.check_client, request)
+            return self._models(), 0
+        if path in REFRESH_ROUTES:
+            self._check(self._keys.check_admin, request)
+            return self.cache.refresh(), 0
+        self._check(self._keys.check_client, request)
+        return self._predict(request)
+
+    @staticmethod
+    def _check(check, request) -> None:
+        from velocast.auth import AuthError  # noqa: PLC0415
+
+        try:
+            check(request.headers)
+        except AuthError as exc:
+            raise HttpError(exc.status, exc.code, exc.message, headers=exc.headers) from None
+
+    def _health(self) -> dict:
+        health = self.cache.health()
+        health["status"] = "ok" if health["models"] else "unavailable"
+        return health
+
+    def _models(self) -> dict:
+        try:
+            entries = self.cache.entries()
+        except NoModelAvailable as exc:
+            raise HttpError(503, "unavailable", str(exc),
+                            headers={"Retry-After": str(exc.retry_after)}) from None
+        default = registry.best(entries, self.task)
+        return {"task": self.task, "default": default.to_dict() if default else None,
+                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)]}
+
+    def _read_json(self, request) -> dict:
+        content_type = (request.mimetype or "").lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise HttpError(415, "unsupported_media_type",
+                            f"send Content-Type: application/json, not {content_type or 'nothing'}")
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise HttpError(413, "payload_too_large",
+                            f"body is {request.content_length:,} bytes; the limit is {limit:,}")
+        raw = request.stream.read(limit + 1)
+        if len(raw) > limit:
+            raise HttpError(413, "payload_too_large", f"body exceeds {limit:,} bytes")
+        try:
+            body = json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            # ValueError covers UnicodeDecodeError and JSONDecodeError.
+            raise HttpError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise HttpError(422, "invalid_request",
+                            "body must be a JSON object with a 'records' list",
+                            [{"field": "(body)", "reason": f"got {type(body).__name__}"}])
+        return body
+
+    def _predict(self, request) -> tuple[dict, int]:
+        body = self._read_json(request)
+        records = body.get("records")
+        if isinstance(records, list) and len(records) > self.settings.max_records:
+            raise HttpError(413, "too_many_records",
+                            f"{len(records):,} records; the limit is {self.settings.max_records:,} "
+                            "per request")
+        options = {}
+        for name in ("model_type", "metric"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or not value or len(value) > 64):
+                raise HttpError(422, "invalid_request", f"'{name}' must be a short string",
+                                [{"field": name, "reason": "expected a string such as "
+                                  + ("'gbdt'" if name == "model_type" else "'r2'")}])
+            options[name] = value
+        try:
+            parsed = parse_records(records)
+        except RequestError as exc:
+            raise HttpError(exc.status, exc.code, exc.message, exc.details) from None
+        try:
+            model = self.cache.get(options["model_type"], options["metric"])
+        except UnknownModelChoice as exc:
+            raise HttpError(422, "invalid_request", str(exc),
+                            [{"field": exc.field, "reason": str(exc)}]) from None
+        except NoModelAvailable as exc:
+            raise HttpError(503, "no_model", str(exc),
+                            headers={"Retry-After": str(exc.retry_after)}) from None
+        try:
+            batch = build_matrix(parsed.names, parsed.epoch_seconds, parsed.latitude,
+                                 parsed.longitude, model.table)
+        except UnknownCounterError as exc:
+            raise HttpError(422, "invalid_records", f"record {exc.row}: {exc}",
+                            [{"record": exc.row, "field": COUNTER,
+                              "reason": f"unknown counter {exc.name!r}; add '{COORDINATES}' "
+                                        "so it can be predicted from its neighbours"}]) from None
+        outputs = model.run(batch.matrix)
+        response = self.shape_response(model, outputs, batch)
+        metric = options["metric"] or registry.DEFAULT_METRIC[self.task]
+        response["model"] = model.describe(metric)
+        if batch.unknown_counters:
+            response["warnings"] = [
+                {"record": row, "field": COUNTER,
+                 "message": f"counter {parsed.names[row]!r} was not seen in training; "
+                            "predicted from the nearest known counters"}
+                for row in batch.unknown_counters[:100]]
+        return response, len(parsed)
+
+
+def finite(values) -> list[float]:
+    """JSON has no NaN: a non-finite model output is a bug, surfaced as such."""
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError("model produced a non-finite output")
+    return out

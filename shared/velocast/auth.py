@@ -238,8 +238,11 @@ class _SecretKeys:
                     type(exc).__name__,
                     exc,
                 )
-                # The stale cache is dropped on purpose (see module docstring).
-                self._snapshot = _Snapshot(paused_until=now + FAILURE_PAUSE_SECONDS)
+                # The stale cache is dropped on purpose (see module docstring). The pause
+                # runs from the failure, not from the start of the fetch: a fetch that
+                # timed out (FETCH_TIMEOUT_SECONDS, as long as the pause) would otherwise
+                # leave no pause at all, and every queued request would wait out a fetch.
+                self._snapshot = _Snapshot(paused_until=self._clock() + FAILURE_PAUSE_SECONDS)
                 raise self._unavailable(FAILURE_PAUSE_SECONDS) from exc
             if not keys:
                 log.warning(

@@ -161,14 +161,17 @@ class CounterTable:
         )
 
     def to_dict(self) -> dict:
+        # Full precision, never rounded: tree thresholds can sit exactly on a profile
+        # value, so a one-ulp change flips splits and the served model would no longer
+        # be the one whose parity was checked. JSON floats round-trip exactly.
         return {
             "day_types": ["working day", "saturday", "sunday or public holiday"],
             "counters": {
                 name: {
-                    "latitude": round(float(self.latitude[i]), 6),
-                    "longitude": round(float(self.longitude[i]), 6),
-                    "mean_count": round(float(self.mean_count[i]), 6),
-                    "profile": np.round(self.profile[i], 6).tolist(),
+                    "latitude": float(self.latitude[i]),
+                    "longitude": float(self.longitude[i]),
+                    "mean_count": float(self.mean_count[i]),
+                    "profile": self.profile[i].tolist(),
                 }
                 for i, name in enumerate(self.names)
             },

@@ -123,24 +123,25 @@ class Service:
             self._setup()
             token = logs.current_trace.set(logs.trace_from_header(
                 request.headers.get("X-Cloud-Trace-Context"), self._settings.project))
-            status, body, headers = 200, None, {}
+            status, body, headers, error_code = 200, None, {}, None
             try:
                 body, records = self._route(request)
             except HttpError as exc:
-                status, headers = exc.status, exc.headers
+                status, headers, error_code = exc.status, exc.headers, exc.code
                 body = {"error": {"code": exc.code, "message": exc.message,
                                   "details": exc.details}}
             except Exception:  # noqa: BLE001  (a 5xx is a bug: log it whole, answer JSON)
                 log.exception("unhandled error on %s %s", request.method, request.path)
-                status = 500
+                status, error_code = 500, "internal"
                 body = {"error": {"code": "internal", "message": "internal error; it was logged",
                                   "details": []}}
-            if status == 200 and request.path == "/health" and not body["models"]:
-                status, headers = 503, {"Retry-After": "5"}
+            # /health's own body has an "error" string, so the code is tracked separately.
+            if status == 200 and (request.path.rstrip("/") or "/") == "/health" \
+                    and not body["models"]:
+                status, headers, error_code = 503, {"Retry-After": "5"}, "no_model"
             payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
             latency = time.perf_counter() - started
-            self._log_request(request, status, len(payload), latency, records,
-                              body.get("error", {}).get("code") if status >= 400 else None)
+            self._log_request(request, status, len(payload), latency, records, error_code)
             return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers}
         finally:
             if token is not None:

@@ -25,6 +25,9 @@ REQUIRED_COLUMNS = {
 
 
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+# Default for report_to: stderr as it is when the loader runs, not the object bound at
+# import time, so redirected stderr (contextlib.redirect_stderr, pytest) gets the report.
+STDERR = object()
 
 
 class DataFormatError(ValueError):
@@ -48,11 +51,12 @@ class LoadReport:
                 f"{self.duplicates:,} duplicate counter-hours")
 
 
-def load_counts(path: str | Path, report_to=sys.stderr) -> tuple[pd.DataFrame, LoadReport]:
+def load_counts(path: str | Path, report_to=STDERR) -> tuple[pd.DataFrame, LoadReport]:
     """Rows as columns counter, epoch (UTC seconds), latitude, longitude, count.
 
     Unusable rows are dropped and counted in the report; duplicates (same counter,
-    same instant) keep the highest count, a choice that does not depend on row order.
+    same instant) keep the highest count (then the highest coordinates), a choice that
+    does not depend on row order.
     """
     path = Path(path)
     header = pd.read_csv(path, sep=";", nrows=0, encoding="utf-8-sig").columns
@@ -96,11 +100,15 @@ def load_counts(path: str | Path, report_to=sys.stderr) -> tuple[pd.DataFrame, L
         "count": counts[keep].to_numpy(dtype=np.float64),
     })
     before = len(frame)
-    frame = (frame.sort_values(["counter", "epoch", "count"], kind="mergesort")
+    # Coordinates break ties between equal counts, or the file order would choose.
+    frame = (frame.sort_values(["counter", "epoch", "count", "latitude", "longitude"],
+                               kind="mergesort")
                   .drop_duplicates(["counter", "epoch"], keep="last")
                   .reset_index(drop=True))
     report = LoadReport(str(path), rows_read, int(bad_date.sum()), int(bad_count.sum()),
                         int(bad_coordinates.sum()), before - len(frame), len(frame))
+    if report_to is STDERR:
+        report_to = sys.stderr
     if report_to is not None:
         print(report.line(), file=report_to, flush=True)
     return frame, report

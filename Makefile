@@ -1,0 +1,86 @@
+# velocast: the commands a user types. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STORE ?= models
+SAMPLE := data/paris-sample.csv
+DATA ?= $(SAMPLE)
+MODELS ?= gbdt,rf,nn,affluence
+TFVARS ?= terraform/terraform.tfvars
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast sample-data train models serve demo package bench \
+        tf-fmt tf-check checkov plan deploy publish api-key admin-key destroy clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with everything (runtime, training, tests)
+
+test: install ## the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: install ## the suite without the slow real-data and checkov tests
+	$(PY) -m pytest -q -m "not real_data and not checkov"
+
+$(SAMPLE):
+	$(MAKE) --no-print-directory sample-data
+
+sample-data: install ## write the deterministic synthetic sample to data/paris-sample.csv
+	$(PY) -m velocast.train.sample --out $(SAMPLE)
+
+train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
+	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
+
+models: install ## list the models published in STORE
+	$(PY) -m velocast.models --store $(STORE)
+
+serve: install ## run both functions locally (classify :8080, regress :8000), training first if STORE is empty
+	$(PY) scripts/local.py serve --store $(STORE)
+
+demo: install ## start both functions, send the old system's requests, print the answers, stop
+	$(PY) scripts/local.py demo --store $(STORE)
+
+package: install ## build/classify and build/regress: lean function bundles and their zips
+	$(PY) scripts/package.py
+
+bench: install ## benchmark against the old design; writes bench/results.json
+	$(PY) bench/run.py
+
+tf-fmt: ## format the Terraform files
+	terraform fmt -recursive terraform
+
+tf-check: ## terraform fmt -check and checkov
+	terraform fmt -check -recursive terraform
+	scripts/checkov.sh
+
+checkov: ## checkov on terraform/ (own venv)
+	scripts/checkov.sh
+
+plan: package ## terraform plan with $(TFVARS)
+	scripts/cloud.sh plan
+
+deploy: package ## package, then terraform init and apply with $(TFVARS)
+	scripts/cloud.sh deploy
+
+publish: install ## train on DATA and publish into the deployed models bucket
+	scripts/cloud.sh publish
+
+api-key: ## add a new random client API key to the secret (printed once)
+	scripts/cloud.sh api-key
+
+admin-key: ## set a new random admin key (printed once)
+	scripts/cloud.sh admin-key
+
+destroy: ## terraform destroy with $(TFVARS)
+	scripts/cloud.sh destroy
+
+clean: ## remove build outputs (not .venv, data or models)
+	rm -rf build bench/out .pytest_cache

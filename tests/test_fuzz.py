@@ -1,0 +1,469 @@
+"""Property-based fuzzing of both functions, in process, on `trained_store`.
+
+Whatever the body, the functions must answer with JSON, never a 5xx; every error is
+exactly {"error": {"code": str, "message": str, "details": list}}; a 200 has one
+finite prediction per record; the same valid body gives the same answer twice.
+
+Each property sends its example to both functions. Examples are bounded (about 150
+to 250 per property) so the module runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import unicodedata
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.function_clients import load_function
+from velocast.registry import TASK_METRICS
+from velocast.train.sample import COUNTERS
+
+FUNCTIONS = ("classify", "regress")
+MODEL_TYPES = {"classify": ("affluence",), "regress": ("gbdt", "rf", "nn")}
+KNOWN = [name for name, _site, _coordinates, _level in COUNTERS]
+MAX_RECORDS = 10_000
+
+FUZZ = settings(max_examples=200, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.filter_too_much])
+FEW = settings(FUZZ, max_examples=120)
+
+
+@pytest.fixture(scope="module")
+def apps(trained_store):
+    """One app per function for this module (create_app reloads `main` each time)."""
+    loaded = {name: load_function(name, MODEL_STORE=str(trained_store), REFRESH_SECONDS="3600")
+              for name in FUNCTIONS}
+    for fn in loaded.values():  # load the default models once, outside the examples
+        assert fn.get("/health").status_code == 200
+    return loaded
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _reject_constant(name):
+    raise AssertionError(f"response JSON holds {name}")
+
+
+def check_response(response, records=None, label=""):
+    """The invariants every answer keeps; returns the parsed body."""
+    where = f"{label} -> {response.status_code}"
+    assert response.status_code < 500, f"{where}: {response.get_data()[:2000]!r}"
+    assert response.headers["Content-Type"].startswith("application/json"), where
+    raw = response.get_data()
+    text = raw.decode("utf-8")  # strict: a lone surrogate or bad byte fails here
+    body = json.loads(text, parse_constant=_reject_constant)
+    if response.status_code >= 400:
+        assert isinstance(body, dict) and set(body) == {"error"}, (where, body)
+        error = body["error"]
+        assert isinstance(error, dict) and set(error) == {"code", "message", "details"}, \
+            (where, body)
+        assert isinstance(error["code"], str) and error["code"], (where, body)
+        assert isinstance(error["message"], str) and error["message"], (where, body)
+        assert isinstance(error["details"], list), (where, body)
+        if response.status_code in (413, 429, 503):
+            pass  # Retry-After is checked where it applies (test_faults)
+        return body
+    assert response.status_code == 200, (where, body)
+    predictions = body.get("predictions")
+    assert isinstance(predictions, list), (where, body)
+    if records is not None:
+        assert len(predictions) == len(records), (where, len(predictions), len(records))
+    for value in predictions:
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), (where, value)
+        assert math.isfinite(value), (where, value)
+    if "probabilities" in body:  # classify
+        assert body["label"] == [("faible", "forte")[p] for p in predictions], (where, body)
+        assert len(body["probabilities"]) == len(predictions)
+        assert all(0.0 <= p <= 1.0 for p in body["probabilities"]), (where, body)
+        assert set(predictions) <= {0, 1}, (where, body)
+    else:
+        assert all(p >= 0 for p in predictions), (where, predictions)
+    assert isinstance(body.get("model"), dict) and body["model"]["version"], (where, body)
+    return body
+
+
+def post_raw(fn, data: bytes, path="/predict", content_type="application/json"):
+    return fn.client.post(path, data=data, content_type=content_type)
+
+
+def post_json(fn, body, path="/predict"):
+    # allow_nan=False: hypothesis never hands us NaN here; raw NaN is fuzzed separately.
+    return post_raw(fn, json.dumps(body, allow_nan=False).encode(), path)
+
+
+def records_of(body):
+    if isinstance(body, dict) and isinstance(body.get("records"), list):
+        return body["records"]
+    return None
+
+
+# ------------------------------------------------------------------------- strategies
+
+json_scalars = (st.none() | st.booleans()
+                | st.integers(min_value=-(10 ** 30), max_value=10 ** 30)
+                | st.floats(allow_nan=False, allow_infinity=False)
+                | st.text(max_size=30))
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=6)
+    | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=25)
+
+# Text that tends to break things: emoji, RTL overrides, NUL, combining marks,
+# lone surrogates, non-characters, full-width digits.
+nasty_chars = st.sampled_from([
+    "\x00", "\u202e", "\u200f", "\u0645", "\U0001f6b2", "\U0001f468\u200d\U0001f469",
+    "\ud800", "\udfff", "\ufeff", "\uffff", "\u0301", "é", "e\u0301", "\uff11",
+    "\n", "\t", " ", "'", '"', "\\", "%", "{", "}"])
+nasty_text = st.lists(st.one_of(nasty_chars, st.characters()), max_size=30).map("".join)
+
+COUNTER_KEYS = ["nom_du_compteur", "Nom du compteur", "NOM-DU-COMPTEUR", " nom du compteur "]
+DATE_KEYS = ["date_et_heure_de_comptage", "Date et heure de comptage",
+             "DATE_ET_HEURE_DE_COMPTAGE"]
+COORD_KEYS = ["coordonnées_géographiques", "Coordonnées géographiques",
+              "coordonnees_geographiques",
+              unicodedata.normalize("NFD", "coordonnées_géographiques")]
+
+offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda m: dt.timezone(dt.timedelta(minutes=m)))
+
+
+def _format_moment(moment: dt.datetime, style: int) -> str:
+    if style == 0:
+        return moment.isoformat(sep=" ", timespec="seconds")
+    if style == 1:
+        return moment.isoformat(timespec="seconds")
+    if style == 2:
+        return moment.isoformat(timespec="minutes")
+    if style == 3:
+        return moment.isoformat(timespec="microseconds")
+    if style == 4 and moment.utcoffset() == dt.timedelta(0):
+        return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")  # naive: Paris
+
+
+valid_dates = st.builds(
+    lambda naive, tz, style: _format_moment(naive.replace(tzinfo=tz), style),
+    st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2099, 12, 31)),
+    offsets, st.integers(0, 5))
+weird_dates = st.one_of(
+    st.builds(lambda naive, tz, style: _format_moment(naive.replace(tzinfo=tz), style),
+              st.datetimes(), offsets, st.integers(0, 5)),            # years 1-9999
+    st.sampled_from([
+        "", " ", "2025-05-17", "2025-05-17T24:00:00", "2025-02-30 10:00", "2025-W20-6",
+        "2025-W20-6T18", "2025-137", "20250517T180000+0200", "2025-05-17T18:00:00+24:00",
+        "2025-05-17T18:00:00+02:00[Europe/Paris]", "17/05/2025 18h", "0000-01-01",
+        "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "2100-12-31T23:00:00-23:59",
+        "2000-01-01T00:00:00+23:59", "1999-12-31T23:00:00-01:00", "2025-05-17T18:00:00.123456789",
+        "2025-05-17T18:00:00,5+02:00", "2025-05-17T18:00:00+02", "2025-05-17T18:00Z",
+        "NaN", "Infinity", "2025-05-17T18:00:00\x00", "２０２５-05-17 18:00",
+        "2025-03-30 02:30:00", "2025-10-26 02:30:00", "x" * 41, "2" * 10_000]),
+    nasty_text, json_values)
+
+paris_lat = st.floats(min_value=48.80, max_value=48.92)
+paris_lon = st.floats(min_value=2.22, max_value=2.47)
+valid_coordinates = st.one_of(
+    st.builds(lambda a, b: f"{a}, {b}", paris_lat, paris_lon),
+    st.builds(lambda a, b: f"{a},{b}", paris_lat, paris_lon),
+    st.builds(lambda a, b: [a, b], paris_lat, paris_lon),
+    st.builds(lambda a, b: {"lat": a, "lon": b}, paris_lat, paris_lon),
+    st.builds(lambda a, b: {"latitude": a, "longitude": b}, paris_lat, paris_lon))
+any_number = st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                       st.sampled_from([10 ** 400, -(10 ** 400), 10 ** 308, 1e308, -1e308,
+                                        5e-324, 0, -0.0, 90, -90, 180, -180, 90.0000001]))
+weird_coordinates = st.one_of(
+    st.builds(lambda a, b: f"{a}, {b}", any_number, any_number),
+    st.builds(lambda a, b: [a, b], any_number, any_number),
+    st.builds(lambda a, b: {"lat": a, "lon": b}, any_number, any_number),
+    st.builds(lambda a, b: [a, b], st.floats(-90, 90), st.floats(-180, 180)),  # anywhere on earth
+    st.sampled_from([
+        "", " ", ",", "48.8672", "48.8672, 2.3501, 3", "north, east", "nan, nan", "inf, 2",
+        "1e400, 2", "48,8672, 2,3501", "48.8672;2.3501", "１, ２", "48.8_672, 2.35",
+        "-0, -0", "90, 180", "-90, -180", [48.8, 2.3, 1], [], [[48.8], [2.3]], [True, False],
+        {"lat": 48.8}, {"x": 1, "y": 2}, {"lat": "48.8", "lon": "2.3"}, True, False, 0, 48.8,
+        "0x30, 0x2", " 4 8 . 8 , 2 ", "48.8672, 2.3501" + " " * 5000, "1" * 5000 + ", 2"]),
+    nasty_text, json_values)
+
+valid_names = st.one_of(
+    st.sampled_from(KNOWN),
+    st.sampled_from(KNOWN).map(str.upper),
+    st.sampled_from(KNOWN).map(lambda n: "  " + n.replace(" ", "   ") + " "),
+    st.sampled_from(KNOWN).map(lambda n: unicodedata.normalize("NFD", n)))
+weird_names = st.one_of(
+    nasty_text,
+    st.sampled_from(["", " ", "\x00", "\u202e" + KNOWN[0], KNOWN[0] + "\x00", "x" * 200,
+                     "x" * 201, "é" * 10_000, "\U0001f6b2" * 300]),
+    json_values)
+
+MISSING = object()
+
+
+def field(keys, valid, weird, p_valid=True):
+    """(key, value) or MISSING: mostly valid values, often weird ones."""
+    return st.one_of(
+        st.tuples(st.sampled_from(keys), valid),
+        st.tuples(st.sampled_from(keys), valid),
+        st.tuples(st.sampled_from(keys), weird),
+        st.just(MISSING))
+
+
+@st.composite
+def near_valid_records(draw):
+    record = {}
+    for spec in (field(COUNTER_KEYS, valid_names, weird_names),
+                 field(DATE_KEYS, valid_dates, weird_dates),
+                 field(COORD_KEYS, valid_coordinates, weird_coordinates)):
+        item = draw(spec)
+        if item is not MISSING:
+            key, value = item
+            record[key] = value
+    if draw(st.booleans()):
+        record[draw(st.sampled_from(["mois_annee_comptage", "Comptage horaire", "extra"]))] = \
+            draw(json_values)
+    return record
+
+
+@st.composite
+def valid_records(draw):
+    """Records the service must predict: a known counter, or an unknown one near Paris
+    with coordinates; a well-formed date in range."""
+    if draw(st.booleans()):
+        record = {draw(st.sampled_from(COUNTER_KEYS)): draw(valid_names)}
+        if draw(st.booleans()):
+            record[draw(st.sampled_from(COORD_KEYS))] = draw(valid_coordinates)
+    else:
+        name = draw(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1,
+                            max_size=60).filter(lambda s: s.strip() and s not in KNOWN))
+        record = {draw(st.sampled_from(COUNTER_KEYS)): name,
+                  draw(st.sampled_from(COORD_KEYS)): draw(valid_coordinates)}
+    record[draw(st.sampled_from(DATE_KEYS))] = draw(valid_dates)
+    return record
+
+
+def options(task):
+    return st.fixed_dictionaries({}, optional={
+        "model_type": st.one_of(st.sampled_from(MODEL_TYPES["classify"] + MODEL_TYPES["regress"]),
+                                st.sampled_from(["", "GBDT", "x" * 65, "\x00", "../nn"]),
+                                json_values),
+        "metric": st.one_of(st.sampled_from(sorted(TASK_METRICS["classify"]
+                                                   + TASK_METRICS["regress"])),
+                            st.sampled_from(["", "R2", "__class__", "x" * 65]), json_values)})
+
+
+# -------------------------------------------------------------------------- properties
+
+@FUZZ
+@given(body=json_values, path=st.sampled_from(["/", "/predict"]))
+def test_any_json_body(apps, body, path):
+    for name, fn in apps.items():
+        check_response(post_json(fn, body, path), records_of(body), f"{name} {body!r}"[:300])
+
+
+@FUZZ
+@given(records=st.lists(json_values, max_size=8), extra=options("any"))
+def test_records_of_any_json(apps, records, extra):
+    body = {"records": records, **extra}
+    for name, fn in apps.items():
+        check_response(post_json(fn, body), records, f"{name} {body!r}"[:300])
+
+
+@settings(FUZZ, max_examples=250)
+@given(records=st.lists(near_valid_records(), min_size=1, max_size=6), extra=options("any"))
+def test_near_valid_records(apps, records, extra):
+    body = {"records": records, **extra}
+    for name, fn in apps.items():
+        check_response(post_json(fn, body), records, f"{name} {body!r}"[:500])
+
+
+@FUZZ
+@given(data=st.data(), records=st.lists(valid_records(), min_size=1, max_size=6))
+def test_valid_records_are_predicted_deterministically(apps, data, records):
+    for name, fn in apps.items():
+        extra = data.draw(st.fixed_dictionaries({}, optional={
+            "model_type": st.sampled_from(MODEL_TYPES[name]),
+            "metric": st.sampled_from(TASK_METRICS[name])}), label=f"{name} options")
+        body = {"records": records, **extra}
+        first = post_json(fn, body)
+        assert first.status_code == 200, (name, body, first.get_data()[:1000])
+        answer = check_response(first, records, name)
+        second = check_response(post_json(fn, body), records, name)
+        assert second == answer, (name, body)
+        if "model_type" in extra:
+            assert answer["model"]["type"] == extra["model_type"]
+
+
+# Raw bodies: the JSON text of a near-valid body, then broken at the byte level.
+@st.composite
+def raw_bodies(draw):
+    body = {"records": draw(st.lists(near_valid_records(), min_size=1, max_size=3))}
+    text = json.dumps(body, ensure_ascii=draw(st.booleans()))
+    mutation = draw(st.sampled_from([
+        "nan", "duplicate", "bad_utf8", "truncate", "nest", "bom", "utf16", "random",
+        "big_number", "control", "none"]))
+    if mutation == "nan":
+        literal = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "nan", "1e400",
+                                        "-1e400", "1e-400", "9" * 400]))
+        where = draw(st.sampled_from(["record", "coordinate", "option"]))
+        if where == "record":
+            text = text.replace('"records": [', f'"records": [{literal}, ', 1)
+        elif where == "coordinate":
+            text = text.replace('"records": [', '"records": [{"nom_du_compteur": "x", '
+                                '"date_et_heure_de_comptage": "2025-05-20 08:00", '
+                                f'"coordonnees_geographiques": [{literal}, 2.35]}}, ', 1)
+        else:
+            text = text[:-1] + f', "model_type": {literal}}}'
+    elif mutation == "duplicate":
+        text = text[:-1] + ', "records": ' + json.dumps(draw(json_values)) + "}"
+    elif mutation == "control":
+        text = text.replace('"', '"\x01', 1)
+    raw = text.encode("utf-8", "surrogatepass")
+    if mutation == "bad_utf8":
+        at = draw(st.integers(0, len(raw)))
+        junk = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                                     b"\xc0\xaf", b"\x80\x80", b"\xfe\xff"]))
+        raw = raw[:at] + junk + raw[at:]
+    elif mutation == "truncate":
+        raw = raw[:draw(st.integers(0, max(len(raw) - 1, 0)))]
+    elif mutation == "nest":
+        depth = draw(st.sampled_from([1, 10, 500, 990, 1000, 5000, 100_000]))
+        open_, close = draw(st.sampled_from([("[", "]"), ('{"a":', "}"), ('{"records":', "}")]))
+        raw = (open_ * depth).encode() + raw + (close * depth).encode()
+    elif mutation == "bom":
+        raw = b"\xef\xbb\xbf" + raw
+    elif mutation == "utf16":
+        raw = text.encode(draw(st.sampled_from(["utf-16", "utf-16-le", "utf-32"])),
+                          "surrogatepass")
+    elif mutation == "random":
+        raw = draw(st.binary(max_size=200))
+    elif mutation == "big_number":
+        raw = raw.replace(b'"records": [', b'"records": [' + b"1" * 5000 + b", ", 1)
+    return raw
+
+
+@FUZZ
+@given(raw=raw_bodies(), path=st.sampled_from(["/", "/predict"]))
+def test_raw_bodies(apps, raw, path):
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        parsed = None
+    for name, fn in apps.items():
+        check_response(post_raw(fn, raw, path), records_of(parsed), f"{name} {raw[:300]!r}")
+
+
+@FEW
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+       path=st.one_of(st.sampled_from(["/", "/predict", "/health", "/models", "/refresh",
+                                       "/refresh_model", "/predict/", "//predict", "/health/x",
+                                       "/%00", "/%ff", "/..", "/predict?x=1"]),
+                      st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF,
+                                            blacklist_characters="?#"), max_size=20)
+                      .map(lambda s: "/" + s)
+                      .filter(lambda p: p not in ("/robots.txt", "/favicon.ico"))),
+       content_type=st.sampled_from(["application/json", "text/plain", "", "application/x+json",
+                                     "multipart/form-data; boundary=x"]),
+       body=st.binary(max_size=64))
+def test_any_route_and_method(apps, method, path, content_type, body):
+    # /robots.txt and /favicon.ico are answered by functions-framework itself.
+    for name, fn in apps.items():
+        response = fn.client.open(path, method=method, data=body,
+                                  headers={"Content-Type": content_type} if content_type else {})
+        check_response(response, None, f"{name} {method} {path!r} {content_type!r}")
+
+
+# ---------------------------------------------------------------------- edge cases
+# Deterministic cases the strategies reach rarely: at the limits, exactly.
+
+def _record(name=KNOWN[0], date="2025-05-20T08:00:00+02:00", **extra):
+    return {"nom_du_compteur": name, "date_et_heure_de_comptage": date, **extra}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_record_limits(apps, name):
+    fn = apps[name]
+    at_limit = [_record(date=f"2025-05-{1 + i % 28:02d}T{i % 24:02d}:00:00+02:00")
+                for i in range(MAX_RECORDS)]
+    ok = post_json(fn, {"records": at_limit})
+    check_response(ok, at_limit, "10,000 records")
+    assert ok.status_code == 200
+    over = post_json(fn, {"records": at_limit + [_record()]})
+    body = check_response(over, None, "10,001 records")
+    assert over.status_code == 413 and body["error"]["code"] == "too_many_records"
+    # 10,001 records that are not even objects: the count is checked first.
+    junk = post_json(fn, {"records": [0] * (MAX_RECORDS + 1)})
+    assert junk.status_code == 413
+    empty = post_json(fn, {"records": []})
+    assert empty.status_code == 422 and check_response(empty)["error"]["details"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_oversized_bodies_and_fields(apps, name):
+    fn = apps[name]
+    huge = post_raw(fn, b'{"records": ["' + b"x" * (10 * 1024 * 1024) + b'"]}')
+    assert huge.status_code == 413 and check_response(huge)["error"]["code"] == "payload_too_large"
+    for record in (_record(name="x" * 1_000_000), _record(date="2" * 1_000_000),
+                   _record(name="nowhere", coordonnees_geographiques="4" * 1_000_000 + ",2")):
+        r = post_json(fn, {"records": [record]})
+        assert r.status_code == 422, r.get_data()[:300]
+        error = check_response(r)["error"]
+        assert error["details"][0]["record"] == 0
+        assert len(r.get_data()) < 5_000  # the bad value is not echoed back whole
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_literals_are_invalid_json(apps, name, literal):
+    raw = ('{"records": [{"nom_du_compteur": "%s", "date_et_heure_de_comptage": '
+           '"2025-05-20T08:00:00+02:00", "coordonnees_geographiques": [%s, 2.35]}]}'
+           % (KNOWN[0], literal)).encode()
+    r = post_raw(apps[name], raw)
+    assert r.status_code == 400 and check_response(r)["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("coordinates", [[10 ** 400, 2.35], {"lat": 48.8, "lon": -(10 ** 400)},
+                                         "1e400, 2.35", [1e308, 1e308]])
+def test_coordinates_beyond_float_range(apps, name, coordinates):
+    r = post_json(apps[name], {"records": [_record(name="new counter",
+                                                   coordonnees_geographiques=coordinates)]})
+    assert r.status_code == 422, r.get_data()[:500]
+    [detail] = check_response(r)["error"]["details"]
+    assert (detail["record"], detail["field"]) == (0, "coordonnees_geographiques")
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("coordinates", ["-90, -180", "90, 180", "0, 0", "45.76, 4.83",
+                                         "49.86, 3.35"])
+def test_unknown_counter_far_from_every_known_one(apps, name, coordinates):
+    """The models know Paris: an unknown counter hundreds of km away is refused (422,
+    naming the record and field) instead of answered with an extrapolated guess (the
+    nn regressor's output overflowed to infinity there: a 500)."""
+    for model_type in MODEL_TYPES[name]:
+        r = post_json(apps[name], {"records": [_record(), _record(
+            name="Somewhere else", coordonnees_geographiques=coordinates)],
+            "model_type": model_type})
+        assert r.status_code == 422, (model_type, r.get_data()[:500])
+        [detail] = check_response(r)["error"]["details"]
+        assert (detail["record"], detail["field"]) == (1, "coordonnees_geographiques")
+        assert "km" in detail["reason"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_unicode_in_names_round_trips_as_valid_json(apps, name):
+    odd = ["\ud800", "\U0001f6b2 rue \u202eilor", "nul\x00name", "\u0645\u0631\u062d\u0628\u0627",
+           "e\u0301"]
+    raw = json.dumps({"records": [_record(name=n) for n in odd]}).encode()  # \ud800 escaped
+    r = post_raw(apps[name], raw)
+    assert r.status_code == 422  # unknown counters without coordinates
+    check_response(r)
+    with_coordinates = [_record(name=n, coordonnees_geographiques="48.86, 2.35") for n in odd]
+    r = post_raw(apps[name], json.dumps({"records": with_coordinates}).encode())
+    body = check_response(r, with_coordinates)
+    assert r.status_code == 200
+    assert [w["record"] for w in body["warnings"]] == list(range(len(odd)))

@@ -307,7 +307,8 @@ def train_velocast(frame, args, work: Path, data_id: dict) -> tuple[str, dict]:
     marker.unlink(missing_ok=True)
     say(f"training velocast {','.join(wanted)} into {store}")
     started = time.perf_counter()
-    outcomes = train(frame, str(store), wanted, args.holdout_days)
+    with training_threads(args.train_threads):
+        outcomes = train(frame, str(store), wanted, args.holdout_days)
     seconds = time.perf_counter() - started
     refused = {o.model_type: o.refused for o in outcomes if not o.published}
     if refused:
@@ -317,7 +318,21 @@ def train_velocast(frame, args, work: Path, data_id: dict) -> tuple[str, dict]:
                         "refused": refused}
 
 
-def train_old(frame, work: Path, data_id: dict) -> tuple[Path, dict]:
+@contextlib.contextmanager
+def training_threads(limit: int | None):
+    """Cap OpenMP threads while fitting (HistGradientBoosting): on a machine shared with
+    other CPU-bound jobs, OpenMP's spin-waiting threads make a fit many times slower.
+    The fitted models do not depend on the thread count."""
+    if not limit:
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    with threadpool_limits(limits=limit, user_api="openmp"):
+        yield
+
+
+def train_old(frame, work: Path, data_id: dict, jobs: int | None) -> tuple[Path, dict]:
     sys.path.insert(0, str(BENCH))
     import old_design  # noqa: PLC0415
     from velocast.train.pipeline import drop_outages  # noqa: PLC0415
@@ -336,7 +351,7 @@ def train_old(frame, work: Path, data_id: dict) -> tuple[Path, dict]:
     started = time.perf_counter()
     # fit_jobs=-1 only shortens the benchmark: the trees do not depend on n_jobs and
     # the saved model has the old default n_jobs=None.
-    fit_info = old_design.train_and_save(rows, path, fit_jobs=-1)
+    fit_info = old_design.train_and_save(rows, path, fit_jobs=jobs or -1)
     seconds = time.perf_counter() - started
     marker.write_text(json.dumps({"data": data_id, "fit": fit_info}))
     return path, {**fit_info, "reused": False, "seconds": round(seconds, 1)}
@@ -973,6 +988,9 @@ def main(argv=None) -> int:
                         help="duration of each HTTP run (default 5; 1 quick)")
     parser.add_argument("--cold-starts", type=int, default=None, help="default 5 (2 quick)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
+    parser.add_argument("--train-threads", type=int, default=None,
+                        help="threads for fitting (default: all cores; 1 with --quick, "
+                             "which is robust on a busy machine)")
     parser.add_argument("--no-bundle-venv", action="store_true",
                         help="do not install a venv to measure bundle sizes")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
@@ -998,6 +1016,8 @@ def main(argv=None) -> int:
     starts = args.cold_starts if args.cold_starts is not None else (2 if quick else 5)
     holdout_days = args.holdout_days if args.holdout_days is not None else (7 if quick else 28)
     args.holdout_days = holdout_days
+    if args.train_threads is None and quick:
+        args.train_threads = 1
     reps1, reps1000, load_reps = (50, 10, 2) if quick else (200, 30, 3)
     out = args.out.resolve()
     work = (args.work or out / "out").resolve()
@@ -1028,7 +1048,7 @@ def main(argv=None) -> int:
     lap("load_data")
     store, velocast_training = train_velocast(frame, args, work, data_id)
     lap("train_velocast")
-    old_model, old_training = train_old(frame, work, data_id)
+    old_model, old_training = train_old(frame, work, data_id, args.train_threads)
     lap("train_old")
     models = published(store)
     regress_types = sorted(t for (task, t) in models if task == "regress")

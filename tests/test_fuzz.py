@@ -370,11 +370,21 @@ def test_raw_bodies(apps, raw, path):
                                      "multipart/form-data; boundary=x"]),
        body=st.binary(max_size=64))
 def test_any_route_and_method(apps, method, path, content_type, body):
-    # /robots.txt and /favicon.ico are answered by functions-framework itself.
+    # Not ours, so not checked: /robots.txt and /favicon.ico (functions-framework answers
+    # them) and Werkzeug's 308 from "//x" to "/x" (the routing merges slashes).
     for name, fn in apps.items():
         response = fn.client.open(path, method=method, data=body,
                                   headers={"Content-Type": content_type} if content_type else {})
-        check_response(response, None, f"{name} {method} {path!r} {content_type!r}")
+        label = f"{name} {method} {path!r} {content_type!r}"
+        if response.status_code == 308 and "//" in path:
+            continue
+        if response.status_code == 200:
+            route = path.split("?")[0].rstrip("/") or "/"
+            assert (method, route) in {("GET", "/health"), ("GET", "/models"),
+                                       ("POST", "/refresh"), ("POST", "/refresh_model")}, label
+            json.loads(response.get_data().decode("utf-8"))
+            continue
+        check_response(response, None, label)
 
 
 # ---------------------------------------------------------------------- edge cases

@@ -50,6 +50,12 @@ PARIS = ZoneInfo("Europe/Paris")
 
 # How many known counters an unknown one borrows its statistics from.
 NEIGHBOURS = 4
+# ... and how far away the nearest of them may be. The models learnt the Paris
+# counters: far from them they extrapolate wildly (the nn regressor's log count
+# overflowed to infinity for a counter at (0, 0)), so such a counter is refused
+# (OutOfAreaError) rather than guessed.
+MAX_NEIGHBOUR_KM = 20.0
+KM_PER_DEGREE = 111.195
 
 
 def counter_key(name: str) -> str:
@@ -201,6 +207,12 @@ class CounterTable:
         weights[nearest] = 1.0 / np.maximum(distance[nearest], 1e-4)
         return weights / weights.sum()
 
+    def nearest_km(self, latitude: float, longitude: float) -> float:
+        """Distance to the nearest known counter, in km (same approximation)."""
+        dx = (self.longitude - longitude) * math.cos(math.radians(latitude))
+        dy = self.latitude - latitude
+        return float(np.hypot(dx, dy).min()) * KM_PER_DEGREE
+
 
 class UnknownCounterError(ValueError):
     """A counter the models never saw, given without coordinates."""
@@ -209,6 +221,18 @@ class UnknownCounterError(ValueError):
         super().__init__(f"counter {name!r} is not known and no coordinates were given")
         self.row = row
         self.name = name
+
+
+class OutOfAreaError(ValueError):
+    """An unknown counter farther than MAX_NEIGHBOUR_KM from every known one."""
+
+    def __init__(self, row: int, name: str, km: float):
+        super().__init__(f"counter {name!r} is {km:,.0f} km from the nearest known counter; "
+                         f"the models cover counters within {MAX_NEIGHBOUR_KM:g} km of the "
+                         "ones they were trained on")
+        self.row = row
+        self.name = name
+        self.km = km
 
 
 @dataclass(frozen=True)
@@ -223,7 +247,8 @@ def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable)
 
     A known counter uses its training statistics and coordinates; an unknown one
     borrows its neighbours' statistics through its coordinates; an unknown one
-    without coordinates raises UnknownCounterError naming the row.
+    without coordinates raises UnknownCounterError naming the row, one farther than
+    MAX_NEIGHBOUR_KM from every known counter OutOfAreaError.
     """
     names = list(names)
     latitude = np.asarray(latitude, dtype=np.float64).reshape(-1)
@@ -257,6 +282,9 @@ def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable)
             raise UnknownCounterError(row, names[row])
         key = (float(lat), float(lon))
         if key not in borrowed:
+            km = table.nearest_km(lat, lon)
+            if km > MAX_NEIGHBOUR_KM:
+                raise OutOfAreaError(row, names[row], km)
             borrowed[key] = table.neighbour_weights(lat, lon)
         weights = borrowed[key]
         # Statistics are averaged in log space, like the profiles themselves.

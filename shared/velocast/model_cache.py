@@ -99,21 +99,29 @@ class ModelCache:
         return entries
 
     def entries(self) -> list[registry.Entry]:
-        """The registry as last read; read it now if never read (raises when the store
-        cannot be reached and nothing was read before)."""
+        """The registry as last read; read it now if never read or empty (raises when
+        the store cannot be reached and nothing was read before)."""
         with self._lock:
-            if self._entries is not None:
+            # An empty listing is re-read (at most every few seconds): the first
+            # publish must be seen at once, not one refresh period later.
+            if self._entries:
                 return self._entries
             if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_SECONDS:
+                if self._last_error is None and self._entries is not None:
+                    return self._entries
                 raise NoModelAvailable(f"model store unavailable: {self._last_error}", 5)
         try:
-            return self._list()
+            entries = self._list()
         except StoreError as exc:
             with self._lock:
                 self._failed_at = time.monotonic()
                 self._last_error = str(exc)
             log.error("cannot read the registry at %s: %s", self.store_uri, exc)
             raise NoModelAvailable(f"model store unavailable: {exc}", 5) from exc
+        if not entries:
+            with self._lock:
+                self._failed_at = time.monotonic()
+        return entries
 
     # -- choosing and loading -------------------------------------------------------
     def _candidates(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:

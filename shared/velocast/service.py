@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from velocast import logs, registry
-from velocast.features import UnknownCounterError, build_matrix
+from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
 from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
 from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
 
@@ -269,6 +269,10 @@ class Service:
                             [{"record": exc.row, "field": COUNTER,
                               "reason": f"unknown counter {exc.name!r}; add '{COORDINATES}' "
                                         "so it can be predicted from its neighbours"}]) from None
+        except OutOfAreaError as exc:
+            raise HttpError(422, "invalid_records", f"record {exc.row}: {exc}",
+                            [{"record": exc.row, "field": COORDINATES,
+                              "reason": str(exc)}]) from None
         outputs = model.run(batch.matrix)
         response = self.shape_response(model, outputs, batch)
         metric = options["metric"] or registry.DEFAULT_METRIC[self.task]

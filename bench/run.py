@@ -123,14 +123,27 @@ def percentile(values, q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def summarize(seconds: list[float]) -> dict:
+def summarize(seconds: list[float], cpu_seconds: list[float] | None = None) -> dict:
     ms = [s * 1000.0 for s in seconds]
-    return {"n": len(ms), "median_ms": round(statistics.median(ms), 4) if ms else None,
-            "p90_ms": round(percentile(ms, 90), 4) if ms else None,
-            "p99_ms": round(percentile(ms, 99), 4) if ms else None,
-            "mean_ms": round(statistics.fmean(ms), 4) if ms else None,
-            "min_ms": round(min(ms), 4) if ms else None,
-            "max_ms": round(max(ms), 4) if ms else None}
+    out = {"n": len(ms), "median_ms": round(statistics.median(ms), 4) if ms else None,
+           "p90_ms": round(percentile(ms, 90), 4) if ms else None,
+           "p99_ms": round(percentile(ms, 99), 4) if ms else None,
+           "mean_ms": round(statistics.fmean(ms), 4) if ms else None,
+           "min_ms": round(min(ms), 4) if ms else None,
+           "max_ms": round(max(ms), 4) if ms else None}
+    if cpu_seconds:
+        # CPU time of the calling thread: much less sensitive to other jobs on the
+        # machine than wall time (onnxruntime with 1 thread and the old RF with
+        # n_jobs=None both run in the calling thread).
+        out["cpu_median_ms"] = round(statistics.median(cpu_seconds) * 1000.0, 4)
+    return out
+
+
+def timed(fn, *args):
+    """(result, wall seconds, thread CPU seconds)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = fn(*args)
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -175,6 +188,20 @@ def process_tree(pid: int) -> list[int]:
         tree.append(p)
         todo.extend(children.get(p, []))
     return tree
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process tree (clock-tick resolution)."""
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 def tree_memory(pid: int) -> dict:
@@ -332,7 +359,7 @@ def training_threads(limit: int | None):
         yield
 
 
-def train_old(frame, work: Path, data_id: dict, jobs: int | None) -> tuple[Path, dict]:
+def train_old(frame, work: Path, data_id: dict) -> tuple[Path, dict]:
     sys.path.insert(0, str(BENCH))
     import old_design  # noqa: PLC0415
     from velocast.train.pipeline import drop_outages  # noqa: PLC0415
@@ -351,7 +378,8 @@ def train_old(frame, work: Path, data_id: dict, jobs: int | None) -> tuple[Path,
     started = time.perf_counter()
     # fit_jobs=-1 only shortens the benchmark: the trees do not depend on n_jobs and
     # the saved model has the old default n_jobs=None.
-    fit_info = old_design.train_and_save(rows, path, fit_jobs=jobs or -1)
+    # (joblib threads, which do not spin like OpenMP's, so no cap is needed here.)
+    fit_info = old_design.train_and_save(rows, path, fit_jobs=-1)
     seconds = time.perf_counter() - started
     marker.write_text(json.dumps({"data": data_id, "fit": fit_info}))
     return path, {**fit_info, "reused": False, "seconds": round(seconds, 1)}
@@ -381,13 +409,14 @@ def worker_old(args) -> dict:
     for size, reps in (("1", args.reps1), ("1000", args.reps1000)):
         records = bodies[size]
         old_design.predict(bundle, records)
-        samples = []
+        samples, cpu = [], []
         for _ in range(reps):
-            started = time.perf_counter()
-            out = old_design.predict(bundle, records)
-            samples.append(time.perf_counter() - started)
+            out, wall, used = timed(old_design.predict, bundle, records)
+            samples.append(wall)
+            cpu.append(used)
         assert len(out) == len(records)
         latency[size] = samples
+        latency[size + "_cpu"] = cpu
     return {"load_s": load_times, "rss_imports_mb": rss_imports, "rss_load_mb": rss_load,
             "rss_after_predict_mb": rss_predict, "latency": latency}
 
@@ -452,13 +481,14 @@ def worker_velocast(args) -> dict:
         for size, reps in (("1", args.reps1), ("1000", args.reps1000)):
             records = bodies[size]
             predict(model, records)
-            samples = []
+            samples, cpu = [], []
             for _ in range(reps):
-                started = time.perf_counter()
-                out = predict(model, records)
-                samples.append(time.perf_counter() - started)
+                out, wall, used = timed(predict, model, records)
+                samples.append(wall)
+                cpu.append(used)
             assert np.asarray(out[-1 if len(out) > 1 else 0]).shape[0] == len(records)
             latency[model_type][size] = samples
+            latency[model_type][size + "_cpu"] = cpu
     return {"models": {e.model_type: {"task": e.task, "version": e.version,
                                       "onnx_bytes": e.size_bytes} for e in chosen},
             "load_s": load_times, "rss_imports_mb": rss_imports, "rss_load_mb": rss_load,
@@ -557,7 +587,8 @@ def old_server(model_uri: str, env_extra: dict, log_dir: Path) -> Server:
 
 
 def load_run(port: int, body: bytes, clients: int, seconds: float, expect: int | None = None,
-             rss_of: Server | None = None, rss_every: float = 0.0) -> dict:
+             rss_of: Server | None = None, rss_every: float = 0.0,
+             cpu_of: Server | None = None) -> dict:
     """Closed loop: `clients` threads, each with its own keep-alive connection, send
     requests back to back for `seconds`. Every non-200 or failed request is an error."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -596,6 +627,7 @@ def load_run(port: int, body: bytes, clients: int, seconds: float, expect: int |
     for t in threads:
         t.start()
     trace = []
+    cpu_before = tree_cpu_seconds(cpu_of.proc.pid) if cpu_of is not None else None
     began = time.perf_counter()
     stop_at[0] = began + seconds
     barrier.wait()
@@ -607,12 +639,17 @@ def load_run(port: int, body: bytes, clients: int, seconds: float, expect: int |
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    cpu_used = tree_cpu_seconds(cpu_of.proc.pid) - cpu_before if cpu_of is not None else None
     if rss_of is not None:
         trace.append((round(elapsed, 1), rss_of.memory()["rss_mb"]))
     every = [x for per in latencies for x in per]
     result = {"clients": clients, "seconds": round(elapsed, 2), "requests": len(every),
               "errors": sum(errors), "requests_per_s": round(len(every) / elapsed, 1),
               **summarize(every)}
+    if cpu_used is not None and every:
+        # Server CPU per request: what the machine's load does not inflate much; on
+        # a quiet machine 1 client's latency is about this plus the loopback round trip.
+        result["server_cpu_ms_per_request"] = round(1000 * cpu_used / len(every), 3)
     if first_error:
         result["first_error"] = first_error[0]
     if expect is not None:
@@ -758,31 +795,43 @@ class BundleVenvs:
         out = {"requirements": str(reqs.relative_to(ROOT)), "code_bytes": code,
                "code_source": code_source}
         sizes_file = ROOT / "build" / "bundle-sizes.json"
+        packaged = None
         if sizes_file.exists():
-            with contextlib.suppress(ValueError, KeyError, TypeError):
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                 data = json.loads(sizes_file.read_text())
-                item = data.get(name, data.get("functions", {}).get(name))
-                out["bundle_sizes_json"] = item
+                packaged = data.get(name, data.get("functions", {}).get(name))
+                out["bundle_sizes_json"] = packaged
         folder = self.cached(reqs)
-        if folder is None:
+        if folder is not None:
+            site = next((folder / "lib").glob("python*/site-packages"))
+            installed = _tree_bytes(site, skip_top=VENV_SCAFFOLDING, skip_pycache=True)
+            with_pycache = _tree_bytes(site, skip_top=VENV_SCAFFOLDING)
+            out["installed_bytes"] = installed
+            out["installed_mb"] = round(installed / 2**20, 1)
+            out["installed_with_pycache_mb"] = round(with_pycache / 2**20, 1)
+            out["method"] = ("site-packages of a fresh venv with only the bundle's "
+                             "requirements.txt (pip, setuptools and __pycache__ excluded)")
+            out["install_s"] = self.results.get(self._key(reqs), {}).get("install_s", "cached")
+            out["largest"] = largest_distributions(site)
+        elif isinstance(packaged, dict) and packaged.get("site_packages_bytes_without_pip"):
+            installed = int(packaged["site_packages_bytes_without_pip"])
+            out["installed_bytes"] = installed
+            out["installed_mb"] = round(installed / 2**20, 1)
+            out["method"] = ("build/bundle-sizes.json site_packages_bytes_without_pip "
+                             "(scripts/package.py; includes __pycache__ and setuptools)")
+        else:
             out["installed_bytes"] = None
             out["installed_mb"] = None
             out["method"] = self.results.get(self._key(reqs), {}).get(
                 "error", "not measured: run make package + tests/test_bundles.py, or "
                          "bench/run.py without --quick")
-        else:
-            site = next((folder / "lib").glob("python*/site-packages"))
-            installed = _tree_bytes(site, skip_top=("pip",), skip_pycache=True)
-            with_pycache = _tree_bytes(site, skip_top=("pip",))
-            out["installed_bytes"] = installed
-            out["installed_mb"] = round(installed / 2**20, 1)
-            out["installed_with_pycache_mb"] = round(with_pycache / 2**20, 1)
-            out["method"] = ("site-packages of a fresh venv with only the bundle's "
-                             "requirements.txt (pip and __pycache__ excluded)")
-            out["install_s"] = self.results.get(self._key(reqs), {}).get("install_s", "cached")
-            out["largest"] = largest_distributions(site)
         out["estimate_from_dev_venv_mb"] = round(installed_estimate(reqs) / 2**20, 1)
         return out
+
+
+# What `python -m venv` puts in site-packages by itself, not the bundle's requirements.
+VENV_SCAFFOLDING = ("pip", "setuptools", "pkg_resources", "_distutils_hack",
+                    "distutils-precedence.pth")
 
 
 def largest_distributions(site: Path, top: int = 6) -> list:
@@ -790,7 +839,7 @@ def largest_distributions(site: Path, top: int = 6) -> list:
     for child in site.iterdir():
         name = child.name.split("-")[0] if child.name.endswith((".dist-info", ".libs")) \
             else child.name
-        if name in ("pip", "__pycache__"):
+        if name in VENV_SCAFFOLDING or name == "__pycache__":
             continue
         size = _tree_bytes(child, skip_pycache=True) if child.is_dir() else child.stat().st_size
         sizes[name] = sizes.get(name, 0) + size
@@ -906,6 +955,9 @@ def table(results: dict) -> str:
                 v[size]["median_ms"], ip["speedup"][t][size])
             add(f"in-process {size} rec p99 ms ({t})", ip["old"][size]["p99_ms"],
                 v[size]["p99_ms"], ratio(ip["old"][size]["p99_ms"], v[size]["p99_ms"]))
+            add(f"in-process {size} rec CPU median ms ({t})",
+                ip["old"][size].get("cpu_median_ms"), v[size].get("cpu_median_ms"),
+                ip["speedup_cpu"][t][size])
     h = r["http"]
     for size in ("1", "1000"):
         for clients in ("1", "16"):
@@ -918,6 +970,10 @@ def table(results: dict) -> str:
                 add(f"{tag} p99 ms", o["p99_ms"], v["p99_ms"], ratio(o["p99_ms"], v["p99_ms"]))
                 add(f"{tag} req/s", o["requests_per_s"], v["requests_per_s"],
                     ratio(v["requests_per_s"], o["requests_per_s"]))
+                add(f"{tag} server CPU ms/req", o.get("server_cpu_ms_per_request"),
+                    v.get("server_cpu_ms_per_request"),
+                    ratio(o.get("server_cpu_ms_per_request"),
+                          v.get("server_cpu_ms_per_request")))
     add("HTTP errors (velocast runs)", h["old_errors"], h["errors"])
     for fn in FUNCTIONS:
         add(f"serving RSS MB ({fn}, all models)", r["serving_rss"]["old"]["rss_mb"],
@@ -1016,7 +1072,9 @@ def main(argv=None) -> int:
     starts = args.cold_starts if args.cold_starts is not None else (2 if quick else 5)
     holdout_days = args.holdout_days if args.holdout_days is not None else (7 if quick else 28)
     args.holdout_days = holdout_days
-    if args.train_threads is None and quick:
+    if args.train_threads is None and (quick or os.getloadavg()[0] > (os.cpu_count() or 1)):
+        # Busy machine (or smoke test): OpenMP's spinning threads would make the fits
+        # many times slower; one thread each is robust. Figures do not depend on it.
         args.train_threads = 1
     reps1, reps1000, load_reps = (50, 10, 2) if quick else (200, 30, 3)
     out = args.out.resolve()
@@ -1027,6 +1085,11 @@ def main(argv=None) -> int:
     logs_dir.mkdir(exist_ok=True)
 
     began = time.perf_counter()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    if load_at_start[0] > (os.cpu_count() or 1) * 0.5:
+        say(f"WARNING: load average {load_at_start[0]} on {os.cpu_count()} cores before the "
+            "run: other jobs are running, latencies will be inflated (CPU-time figures "
+            "much less so)")
     timings: dict[str, float] = {}
     mark = [time.perf_counter()]
 
@@ -1048,7 +1111,7 @@ def main(argv=None) -> int:
     lap("load_data")
     store, velocast_training = train_velocast(frame, args, work, data_id)
     lap("train_velocast")
-    old_model, old_training = train_old(frame, work, data_id, args.train_threads)
+    old_model, old_training = train_old(frame, work, data_id)
     lap("train_old")
     models = published(store)
     regress_types = sorted(t for (task, t) in models if task == "regress")
@@ -1127,7 +1190,8 @@ def main(argv=None) -> int:
                     say(f"HTTP: {name}, {size} record(s), {clients} client(s), "
                         f"{http_seconds:g} s")
                     result = load_run(servers[name].port, body_bytes[size], clients,
-                                      http_seconds, expect=len(bodies[size]))
+                                      http_seconds, expect=len(bodies[size]),
+                                      cpu_of=servers[name])
                     samples = result.pop("_samples")
                     label = f"{name} {clients}cl"
                     samples_http[size][label] = samples[:: max(1, len(samples) // 5000)]
@@ -1139,7 +1203,7 @@ def main(argv=None) -> int:
         say(f"soak: regress, {args.clients} clients, {soak_seconds:g} s, 1-record bodies")
         soak = load_run(servers["regress"].port, body_bytes["1"], args.clients, soak_seconds,
                         expect=1, rss_of=servers["regress"],
-                        rss_every=max(1.0, soak_seconds / 20))
+                        rss_every=max(1.0, soak_seconds / 20), cpu_of=servers["regress"])
         soak.pop("_samples")
         trace = soak["rss_trace_mb"]
         soak.update({"function": "regress", "rss_start_mb": trace[0][1],
@@ -1186,9 +1250,10 @@ def main(argv=None) -> int:
     # -- assemble -----------------------------------------------------------------------
     old_bytes = old_model.stat().st_size
     onnx = {t: v["onnx_bytes"] for t, v in new_ip["models"].items()}
-    inproc_new = {t: {size: summarize(v[size]) for size in ("1", "1000")}
+    inproc_new = {t: {size: summarize(v[size], v[size + "_cpu"]) for size in ("1", "1000")}
                   for t, v in new_ip["latency"].items()}
-    inproc_old = {size: summarize(old_ip["latency"][size]) for size in ("1", "1000")}
+    inproc_old = {size: summarize(old_ip["latency"][size], old_ip["latency"][size + "_cpu"])
+                  for size in ("1", "1000")}
     speedup = {t: {size: ratio(inproc_old[size]["median_ms"], v[size]["median_ms"])
                    for size in ("1", "1000")} for t, v in inproc_new.items()}
     load_new = {t: round(statistics.median(v), 4) for t, v in new_ip["load_s"].items()}
@@ -1206,7 +1271,9 @@ def main(argv=None) -> int:
             "quick": quick,
             "cores": os.cpu_count(),
             "cpu_model": cpu_model(),
-            "load_average_at_end": list(os.getloadavg()),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "noisy": max(load_at_start[0], os.getloadavg()[0]) > (os.cpu_count() or 1) * 0.5,
             "python": platform.python_version(),
             "platform": platform.platform(),
             "libraries": library_versions(),
@@ -1222,6 +1289,7 @@ def main(argv=None) -> int:
                          "load_reps": load_reps, "http_seconds": http_seconds,
                          "clients": args.clients, "soak_seconds": soak_seconds,
                          "cold_starts": starts, "holdout_days": holdout_days,
+                         "train_threads": args.train_threads or "all cores",
                          "onnx_threads": 1, "gunicorn_threads": (os.cpu_count() or 1) * 4,
                          "records_1000_distinct_counters": len(set(
                              r["nom_du_compteur"] for r in bodies["1000"]))},
@@ -1247,7 +1315,11 @@ def main(argv=None) -> int:
             "velocast_offline_libraries_imported": new_ip["offline_libraries_imported"],
             "ratio": ratio(old_ip["rss_load_mb"], new_one["rss_load_mb"]),
         },
-        "inprocess": {"old": inproc_old, "velocast": inproc_new, "speedup": speedup},
+        "inprocess": {"old": inproc_old, "velocast": inproc_new, "speedup": speedup,
+                      "speedup_cpu": {t: {size: ratio(inproc_old[size].get("cpu_median_ms"),
+                                                      v[size].get("cpu_median_ms"))
+                                          for size in ("1", "1000")}
+                                      for t, v in inproc_new.items()}},
         "http": http_results,
         "serving_rss": {**serving_rss, "regress_after_soak": serving_rss_after_soak},
         "cold_start": {**cold, "ratio": {fn: ratio(cold["old"]["median_s"],

@@ -504,6 +504,7 @@ class ContractTests:
 
     # -- health, models, refresh -----------------------------------------------------
     def test_health_reports_loaded_models(self, fn):
+        assert fn.post(self.body([SNAKE_RECORD])).status_code == 200  # default model served
         r = fn.get("/health")
         assert r.status_code == 200
         body = r.json

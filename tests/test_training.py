@@ -16,7 +16,6 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeRegressor
-from threadpoolctl import threadpool_limits
 
 from velocast import registry
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, PARIS,
@@ -26,18 +25,10 @@ from velocast.store import LocalStore
 from velocast.train import export, pipeline, sample
 from velocast.train.data import load_counts
 
-# 90 days holding school and public holidays and the autumn DST change.
-SAMPLE_START, SAMPLE_END = dt.date(2024, 9, 2), dt.date(2024, 12, 1)
-HOLDOUT_DAYS = 14
+from tests.conftest import SAMPLE_END, SAMPLE_HOLDOUT_DAYS as HOLDOUT_DAYS, SAMPLE_START, one_openmp_thread
+
 MAX_ONNX_BYTES = 5 * 1024 * 1024
 MODEL_TASKS = {"gbdt": "regress", "rf": "regress", "nn": "regress", "affluence": "classify"}
-
-
-def one_openmp_thread():
-    """HistGradientBoosting's OpenMP threads spin-wait for each other: on two cores
-    shared with other jobs, two threads took 10x longer than one (418 s vs 38 s for
-    the run below). Results do not depend on it; the suite's run time does."""
-    return threadpool_limits(1, user_api="openmp")
 
 
 def local_date(seconds: float) -> dt.date:
@@ -53,14 +44,6 @@ def tail_split(frame: pd.DataFrame, days: int) -> tuple[pd.DataFrame, pd.DataFra
     last = local_date(float(frame["epoch"].max()))
     cut = paris_midnight(last - dt.timedelta(days=days - 1))
     return frame[frame["epoch"] < cut], frame[frame["epoch"] >= cut]
-
-
-@pytest.fixture(scope="module")
-def sample_frame(tmp_path_factory) -> pd.DataFrame:
-    path = tmp_path_factory.mktemp("sample") / "paris-sample.csv"
-    sample.write_sample(path, SAMPLE_START, SAMPLE_END)
-    frame, _ = load_counts(path, report_to=None)
-    return frame
 
 
 @dataclass
@@ -81,16 +64,9 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(sample_frame, tmp_path_factory) -> Run:
-    """All four models trained once into a folder store; the tests below read it."""
-    store_dir = tmp_path_factory.mktemp("store")
-    started = time.perf_counter()
-    with one_openmp_thread():
-        outcomes = pipeline.train(sample_frame, str(store_dir), list(MODEL_TASKS), HOLDOUT_DAYS)
-    seconds = time.perf_counter() - started
-    print(f"\ntraining four models on {len(sample_frame):,} synthetic rows took {seconds:.1f} s: "
-          + ", ".join(f"{o.model_type} {o.seconds}" for o in outcomes), file=sys.stderr)
-    return Run(store_dir, outcomes, seconds)
+def run(trained_run) -> Run:
+    """All four models, trained once per session (tests/conftest.py); read-only here."""
+    return Run(trained_run.store_dir, trained_run.outcomes, trained_run.seconds)
 
 
 # --- a) a full training run -----------------------------------------------------------
@@ -175,7 +151,9 @@ def test_holdout_metrics_are_those_of_a_model_fitted_only_on_earlier_rows(run, s
     earlier = pipeline.drop_outages(earlier)
     table = pipeline.fit_table(earlier)
     fit_part = pipeline.prepare(earlier, table)
-    estimator = pipeline.MODELS["rf"].make().fit(fit_part.matrix, fit_part.log_count)
+    weight = np.exp(-(fit_part.epoch.max() - fit_part.epoch) / 86400 / pipeline.RECENCY_DAYS)
+    estimator = pipeline.MODELS["rf"].make().fit(fit_part.matrix, fit_part.log_count,
+                                                 sample_weight=weight)
     predicted = estimator.predict(pipeline.prepare(holdout, table).matrix)
     truth = np.log1p(holdout["count"].to_numpy())
     rmse_log = float(np.sqrt(np.mean((truth - predicted) ** 2)))

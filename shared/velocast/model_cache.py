@@ -27,6 +27,11 @@ log = logging.getLogger("velocast.model_cache")
 # After a failed registry read, wait this long before the next attempt a request may
 # trigger: a store outage must not turn every request into a slow failing call.
 RETRY_AFTER_FAILURE_SECONDS = 2.0
+# Requests wait on the store (a cold start lists the registry and reads a model), so
+# a gs:// store is read with bounded timeouts and retries: unreachable, it gives a
+# 503 within seconds instead of after GCSStore's default minute of retries.
+STORE_TIMEOUT_SECONDS = (3.0, 10.0)   # connect, read
+STORE_RETRY_DEADLINE_SECONDS = 4.0
 
 
 class NoModelAvailable(Exception):
@@ -87,7 +92,8 @@ class ModelCache:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.store_uri)
+            self._store = open_store(self.store_uri, timeout=STORE_TIMEOUT_SECONDS,
+                                     retry_deadline=STORE_RETRY_DEADLINE_SECONDS)
         return self._store
 
     def _list(self) -> list[registry.Entry]:

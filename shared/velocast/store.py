@@ -418,11 +418,12 @@ class GCSStore(Store):
 # ----------------------------------------------------------------------------- open
 
 
-def open_store(uri: str) -> Store:
+def open_store(uri: str, **gcs_options) -> Store:
     """``gs://bucket[/prefix]`` -> GCSStore; ``file:///path`` or a path -> LocalStore.
 
     Opening does no I/O: a local folder is created on the first write, a GCS client
-    on the first call.
+    on the first call. ``gcs_options`` (``timeout``, ``retry_deadline``) go to
+    GCSStore and are ignored for a folder.
     """
     if not isinstance(uri, (str, os.PathLike)):
         raise StoreError(f"invalid store URI {uri!r}")
@@ -434,7 +435,7 @@ def open_store(uri: str) -> Store:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise StoreError(f"invalid store URI {uri!r}: expected gs://bucket[/prefix]")
-        return GCSStore(bucket, prefix)
+        return GCSStore(bucket, prefix, **gcs_options)
     if uri.startswith("file://"):
         path = uri[len("file://"):]
         if not path.startswith("/"):

@@ -11,7 +11,7 @@ TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast sample-data train models serve demo package bench \
-        tf-fmt tf-check checkov plan deploy publish api-key admin-key destroy clean
+        tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ api-key: ## add a new random client API key to the secret (printed once)
 
 admin-key: ## set a new random admin key (printed once)
 	scripts/cloud.sh admin-key
+
+retire-keys: ## keep only the newest client API key (KEEP=N keeps the N newest)
+	scripts/cloud.sh retire-keys
 
 destroy: ## terraform destroy with $(TFVARS)
 	scripts/cloud.sh destroy

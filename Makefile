@@ -27,8 +27,8 @@ install: $(VENV)/.installed ## create .venv with everything (runtime, training, 
 test: install ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q
 
-test-fast: install ## the suite without the slow real-data and checkov tests
-	$(PY) -m pytest -q -m "not real_data and not checkov"
+test-fast: install ## the suite without the slow, real-data and checkov tests
+	$(PY) -m pytest -q -m "not slow and not real_data and not checkov"
 
 $(SAMPLE):
 	$(MAKE) --no-print-directory sample-data

@@ -107,6 +107,11 @@ class ModelCache:
             self._last_error = None
         return entries
 
+    def _note_store_failure(self, exc: Exception) -> None:
+        with self._lock:
+            self._failed_at = time.monotonic()
+            self._last_error = str(exc)
+
     def entries(self) -> list[registry.Entry]:
         """The registry as last read; read it now if never read or empty (raises when
         the store cannot be reached and nothing was read before)."""
@@ -122,9 +127,7 @@ class ModelCache:
         try:
             entries = self._list()
         except StoreError as exc:
-            with self._lock:
-                self._failed_at = time.monotonic()
-                self._last_error = str(exc)
+            self._note_store_failure(exc)
             log.error("cannot read the registry at %s: %s", self.store_uri, exc)
             raise NoModelAvailable(f"model store unavailable: {exc}", 5) from exc
         if not entries:
@@ -247,9 +250,8 @@ class ModelCache:
         try:
             entries = self._list()
         except StoreError as exc:
+            self._note_store_failure(exc)
             with self._lock:
-                self._failed_at = time.monotonic()
-                self._last_error = str(exc)
                 self._listed_at = time.monotonic()  # keep serving; try again next period
             log.error("registry refresh failed, keeping current models: %s", exc)
             return {"refreshed": False, "error": str(exc), "models": self.serving()}

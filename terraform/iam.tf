@@ -7,20 +7,13 @@
 # Service accounts
 # ---------------------------------------------------------------------------
 
-resource "google_service_account" "classify" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-classify"
-  display_name = "velocast classify function"
-  description  = "Runtime identity of the classify function: reads models and API-key secrets."
+resource "google_service_account" "fn" {
+  for_each = local.functions
 
-  depends_on = [google_project_service.this]
-}
-
-resource "google_service_account" "regress" {
   project      = var.project_id
-  account_id   = "${var.name_prefix}-regress"
-  display_name = "velocast regress function"
-  description  = "Runtime identity of the regress function: reads models and API-key secrets."
+  account_id   = "${var.name_prefix}-${each.key}"
+  display_name = "velocast ${each.key} function"
+  description  = "Runtime identity of the ${each.key} function: reads models and API-key secrets."
 
   depends_on = [google_project_service.this]
 }
@@ -47,41 +40,32 @@ resource "google_service_account" "build" {
 # Function runtime: read models, read the two secrets. Nothing else.
 # ---------------------------------------------------------------------------
 
-resource "google_storage_bucket_iam_member" "classify_models_reader" {
+resource "google_storage_bucket_iam_member" "fn_models_reader" {
+  for_each = local.functions
+
   bucket = google_storage_bucket.models.name
   role   = "roles/storage.objectViewer"
-  member = google_service_account.classify.member
+  member = google_service_account.fn[each.key].member
 }
 
-resource "google_storage_bucket_iam_member" "regress_models_reader" {
-  bucket = google_storage_bucket.models.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.regress.member
-}
-
-# Both functions check client keys and the admin key (POST /refresh).
-resource "google_secret_manager_secret_iam_member" "classify_secret_accessor" {
+# Every function checks client keys and the admin key (POST /refresh): one
+# binding per (function, secret), keyed "<function>/<secret>".
+resource "google_secret_manager_secret_iam_member" "fn_secret_accessor" {
   for_each = {
-    api_keys  = google_secret_manager_secret.api_keys.secret_id
-    admin_key = google_secret_manager_secret.admin_key.secret_id
+    for pair in setproduct(keys(local.functions), ["api_keys", "admin_key"]) :
+    "${pair[0]}/${pair[1]}" => {
+      function = pair[0]
+      secret_id = {
+        api_keys  = google_secret_manager_secret.api_keys.secret_id
+        admin_key = google_secret_manager_secret.admin_key.secret_id
+      }[pair[1]]
+    }
   }
 
   project   = var.project_id
-  secret_id = each.value
+  secret_id = each.value.secret_id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.classify.member
-}
-
-resource "google_secret_manager_secret_iam_member" "regress_secret_accessor" {
-  for_each = {
-    api_keys  = google_secret_manager_secret.api_keys.secret_id
-    admin_key = google_secret_manager_secret.admin_key.secret_id
-  }
-
-  project   = var.project_id
-  secret_id = each.value
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.regress.member
+  member    = google_service_account.fn[each.value.function].member
 }
 
 # ---------------------------------------------------------------------------
@@ -158,22 +142,16 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
 # allUsers is only ever granted through var.public.
 # ---------------------------------------------------------------------------
 
-resource "google_cloud_run_v2_service_iam_member" "classify_invoker" {
-  for_each = toset(var.public ? ["allUsers"] : var.invoker_members)
+# One binding per (function, member), keyed "<function>/<member>".
+resource "google_cloud_run_v2_service_iam_member" "fn_invoker" {
+  for_each = {
+    for pair in setproduct(keys(local.functions), toset(var.public ? ["allUsers"] : var.invoker_members)) :
+    "${pair[0]}/${pair[1]}" => { function = pair[0], member = pair[1] }
+  }
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.classify.name
+  name     = google_cloudfunctions2_function.fn[each.value.function].name
   role     = "roles/run.invoker"
-  member   = each.value
-}
-
-resource "google_cloud_run_v2_service_iam_member" "regress_invoker" {
-  for_each = toset(var.public ? ["allUsers"] : var.invoker_members)
-
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.regress.name
-  role     = "roles/run.invoker"
-  member   = each.value
+  member   = each.value.member
 }

@@ -17,8 +17,5 @@ locals {
   sources_bucket_name     = "${var.project_id}-${var.name_prefix}-sources"
   access_logs_bucket_name = "${var.project_id}-${var.name_prefix}-access-logs"
 
-  classify_name = "${var.name_prefix}-classify"
-  regress_name  = "${var.name_prefix}-regress"
-
   soft_delete_seconds = var.soft_delete_days * 86400
 }

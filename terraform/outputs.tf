@@ -1,11 +1,11 @@
 output "classify_url" {
   description = "HTTPS endpoint of the classify function (POST /, /predict; GET /health, /models; POST /refresh)."
-  value       = google_cloudfunctions2_function.classify.url
+  value       = google_cloudfunctions2_function.fn["classify"].url
 }
 
 output "regress_url" {
   description = "HTTPS endpoint of the regress function (same routes as classify)."
-  value       = google_cloudfunctions2_function.regress.url
+  value       = google_cloudfunctions2_function.fn["regress"].url
 }
 
 output "models_bucket" {
@@ -35,12 +35,12 @@ output "artifact_repository" {
 
 output "classify_service_account" {
   description = "Email of the classify function's runtime service account."
-  value       = google_service_account.classify.email
+  value       = google_service_account.fn["classify"].email
 }
 
 output "regress_service_account" {
   description = "Email of the regress function's runtime service account."
-  value       = google_service_account.regress.email
+  value       = google_service_account.fn["regress"].email
 }
 
 output "trainer_service_account" {

@@ -168,34 +168,23 @@ resource "google_storage_bucket" "sources" {
 
 # Zip entries get a fixed timestamp and mode, so the hash changes only when a
 # file's content does; caches left by local runs are excluded for the same reason.
-data "archive_file" "classify" {
-  type             = "zip"
-  source_dir       = "${var.source_dir}/classify"
-  output_path      = "${path.module}/.bundles/classify.zip"
-  output_file_mode = "0644"
-  excludes         = ["**/__pycache__", "**/__pycache__/**", "**/*.pyc"]
-}
+data "archive_file" "bundle" {
+  for_each = local.functions
 
-data "archive_file" "regress" {
   type             = "zip"
-  source_dir       = "${var.source_dir}/regress"
-  output_path      = "${path.module}/.bundles/regress.zip"
+  source_dir       = "${var.source_dir}/${each.key}"
+  output_path      = "${path.module}/.bundles/${each.key}.zip"
   output_file_mode = "0644"
   excludes         = ["**/__pycache__", "**/__pycache__/**", "**/*.pyc"]
 }
 
 # The object name carries the zip's hash: Cloud Functions only rebuilds when
 # the source reference changes, so new bytes under an old name would never deploy.
-resource "google_storage_bucket_object" "classify" {
-  name         = "classify-${data.archive_file.classify.output_md5}.zip"
-  bucket       = google_storage_bucket.sources.name
-  source       = data.archive_file.classify.output_path
-  content_type = "application/zip"
-}
+resource "google_storage_bucket_object" "bundle" {
+  for_each = local.functions
 
-resource "google_storage_bucket_object" "regress" {
-  name         = "regress-${data.archive_file.regress.output_md5}.zip"
+  name         = "${each.key}-${data.archive_file.bundle[each.key].output_md5}.zip"
   bucket       = google_storage_bucket.sources.name
-  source       = data.archive_file.regress.output_path
+  source       = data.archive_file.bundle[each.key].output_path
   content_type = "application/zip"
 }

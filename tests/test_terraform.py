@@ -127,7 +127,26 @@ def _roles(body: dict) -> set[str]:
 
 
 def _sa_ref(sa: str) -> re.Pattern[str]:
+    """A reference to service account `sa`.
+
+    The function accounts are instances of `google_service_account.fn` (for_each
+    over local.functions): `fn["classify"]`, or `fn[each.key]` /
+    `fn[each.value.function]` inside a resource that iterates over the
+    functions, which therefore applies to every one of them.
+    """
+    if sa in FUNCTION_SAS:
+        return re.compile(rf'google_service_account\.fn\[\s*("{sa}"|each\.[A-Za-z0-9_.]+)\s*\]')
     return re.compile(rf"google_service_account\.{sa}\b")
+
+
+def _iterates_functions(body: dict) -> bool:
+    """Does this resource's for_each range over local.functions (every function)?"""
+    for_each = _text(body.get("for_each", ""))
+    return for_each == "${local.functions}" or "keys(local.functions)" in for_each
+
+
+def _functions(tf: dict) -> dict[str, Any]:
+    return tf["locals"]["functions"]
 
 
 def _iam_bindings(tf: dict) -> dict[str, Any]:
@@ -239,8 +258,10 @@ def test_required_outputs(tf):
         "admin_key_secret_id",
     ):
         assert name in tf["output"], f"missing output {name}"
-    assert tf["output"]["classify_url"]["value"] == "${google_cloudfunctions2_function.classify.url}"
-    assert tf["output"]["regress_url"]["value"] == "${google_cloudfunctions2_function.regress.url}"
+    for fn in FUNCTION_SAS:
+        outputs = tf["output"]
+        assert outputs[f"{fn}_url"]["value"] == f'${{google_cloudfunctions2_function.fn["{fn}"].url}}'
+        assert outputs[f"{fn}_service_account"]["value"] == f'${{google_service_account.fn["{fn}"].email}}'
 
 
 def test_tfvars_example_covers_required_variables(tf):
@@ -291,6 +312,8 @@ def test_no_runtime_sa_has_a_project_level_role(tf):
         ref = _sa_ref(sa)
         offenders = [k for k, v in project_level.items() if ref.search(_text(v))]
         assert not offenders, f"{sa} has project-level roles via {offenders}"
+    offenders = [k for k, v in project_level.items() if "google_service_account.fn" in _text(v)]
+    assert not offenders, f"function SAs have project-level roles via {offenders}"
     # Whatever is project-level belongs to the build account and nobody else.
     for name, body in project_level.items():
         assert _sa_ref("build").search(body.get("member", "")), f"{name} is not for the build SA"
@@ -305,7 +328,11 @@ def test_function_sa_holds_exactly_models_reader_and_secret_accessor(tf, sa):
         ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
     }, grants
 
+    assert sa in _functions(tf)
     for key, body in bindings.items():
+        # A binding written with each.* must range over every function.
+        if "each." in body.get("member", ""):
+            assert _iterates_functions(body), f"{key} does not iterate over local.functions"
         if key.startswith("google_storage_bucket_iam_member."):
             assert body["bucket"] == "${google_storage_bucket.models.name}", key
         else:
@@ -337,8 +364,18 @@ def test_models_bucket_readers_and_writers(tf):
         for k, v in _of_type(tf, "google_storage_bucket_iam_member").items()
         if v["bucket"] == "${google_storage_bucket.models.name}"
     }
-    members = {re.sub(r"^\$\{|\.member\}$", "", v["member"]) for v in on_models.values()}
-    assert members == {f"google_service_account.{sa}" for sa in RUNTIME_SAS}
+    members = set()
+    for key, body in on_models.items():
+        member = re.sub(r"^\$\{|\.member\}$", "", body["member"])
+        if member == "google_service_account.fn[each.key]":
+            # for_each over local.functions: one binding per function account.
+            assert body["for_each"] == "${local.functions}", key
+            members |= {f'google_service_account.fn["{fn}"]' for fn in _functions(tf)}
+        else:
+            members.add(member)
+    assert members == {'google_service_account.fn["classify"]', 'google_service_account.fn["regress"]'} | {
+        f"google_service_account.{sa}" for sa in RUNTIME_SAS if sa not in FUNCTION_SAS
+    }
     for body in on_models.values():
         assert _roles(body) <= {"roles/storage.objectViewer", "roles/storage.objectCreator"}
 
@@ -370,16 +407,15 @@ def test_all_users_only_under_var_public(tf):
 
 def test_invokers_use_run_invoker_on_each_function(tf):
     invokers = _of_type(tf, "google_cloud_run_v2_service_iam_member")
-    targets = set()
+    assert set(invokers) == {"google_cloud_run_v2_service_iam_member.fn_invoker"}
     for name, body in invokers.items():
         assert body["role"] == "roles/run.invoker", name
         assert body["location"] == "${var.region}", name
         assert "var.invoker_members" in body["for_each"], name
-        targets.add(body["name"])
-    assert targets == {
-        "${google_cloudfunctions2_function.classify.name}",
-        "${google_cloudfunctions2_function.regress.name}",
-    }
+        # One binding per (function, member): every function gets an invoker.
+        assert "setproduct(keys(local.functions)" in body["for_each"], name
+        assert body["name"] == "${google_cloudfunctions2_function.fn[each.value.function].name}", name
+        assert body["member"] == "${each.value.member}", name
     # The 1st-gen role or the function-level IAM resource would not grant invocation.
     assert not _of_type(tf, "google_cloudfunctions2_function_iam_member")
     assert "roles/cloudfunctions.invoker" not in _text(tf["resource"])
@@ -450,31 +486,71 @@ def test_sources_bucket_expires_old_zips(tf):
 # ---------------------------------------------------------------------------
 
 
+def test_functions_map(tf):
+    functions = _functions(tf)
+    assert set(functions) == set(FUNCTION_SAS)
+    # Every per-function resource is one block iterating over the map.
+    for key in (
+        "google_cloudfunctions2_function.fn",
+        "google_service_account.fn",
+        "google_storage_bucket_object.bundle",
+        "google_storage_bucket_iam_member.fn_models_reader",
+    ):
+        assert tf["resource"][key]["for_each"] == "${local.functions}", key
+    assert tf["data"]["archive_file.bundle"]["for_each"] == "${local.functions}"
+    for key in (
+        "google_secret_manager_secret_iam_member.fn_secret_accessor",
+        "google_cloud_run_v2_service_iam_member.fn_invoker",
+    ):
+        assert _iterates_functions(tf["resource"][key]), key
+    # No per-function copy left beside the for_each blocks.
+    for fn in FUNCTION_SAS:
+        leftovers = [k for k in list(tf["resource"]) + list(tf["data"]) if re.search(rf"\.{fn}(_|$)", k)]
+        assert not leftovers, leftovers
+
+
 @pytest.mark.parametrize("fn", FUNCTION_SAS)
 def test_source_object_name_is_content_hashed(tf, fn):
-    archive = tf["data"][f"archive_file.{fn}"]
+    assert fn in _functions(tf)
+    archive = tf["data"]["archive_file.bundle"]
+    assert archive["for_each"] == "${local.functions}"
     assert archive["type"] == "zip"
-    assert archive["source_dir"] == f"${{var.source_dir}}/{fn}"
-    obj = tf["resource"][f"google_storage_bucket_object.{fn}"]
-    assert re.search(rf"data\.archive_file\.{fn}\.output_(md5|sha256|base64sha256)", obj["name"]), obj["name"]
-    assert obj["source"] == f"${{data.archive_file.{fn}.output_path}}"
+    assert archive["source_dir"] == "${var.source_dir}/${each.key}"
+    assert archive["output_path"] == "${path.module}/.bundles/${each.key}.zip"
+    obj = tf["resource"]["google_storage_bucket_object.bundle"]
+    assert obj["for_each"] == "${local.functions}"
+    assert re.fullmatch(
+        r"\$\{each\.key\}-\$\{data\.archive_file\.bundle\[each\.key\]\.output_(md5|sha256|base64sha256)\}\.zip",
+        obj["name"],
+    ), obj["name"]
+    assert obj["source"] == "${data.archive_file.bundle[each.key].output_path}"
+    assert obj["bucket"] == "${google_storage_bucket.sources.name}"
 
-    build = _block(tf["resource"][f"google_cloudfunctions2_function.{fn}"], "build_config")
+    build = _block(tf["resource"]["google_cloudfunctions2_function.fn"], "build_config")
     storage = _block(_block(build, "source"), "storage_source")
-    assert storage["object"] == f"${{google_storage_bucket_object.{fn}.name}}"
+    assert storage["object"] == "${google_storage_bucket_object.bundle[each.key].name}"
     assert storage["bucket"] == "${google_storage_bucket.sources.name}"
 
 
 @pytest.mark.parametrize("fn", FUNCTION_SAS)
 def test_function_build_and_runtime(tf, fn):
-    body = tf["resource"][f"google_cloudfunctions2_function.{fn}"]
-    assert body["name"] == f"${{local.{fn}_name}}"
-    assert tf["locals"][f"{fn}_name"] == f"${{var.name_prefix}}-{fn}"
+    spec = _functions(tf)[fn]
+    body = tf["resource"]["google_cloudfunctions2_function.fn"]
+    assert body["for_each"] == "${local.functions}"
+    assert body["name"] == "${var.name_prefix}-${each.key}"
     assert body["location"] == "${var.region}"
+    assert body["description"] == "${each.value.description}"
+    assert spec["description"].startswith("velocast: ")
+
+    sa = tf["resource"]["google_service_account.fn"]
+    assert sa["for_each"] == "${local.functions}"
+    assert sa["account_id"] == "${var.name_prefix}-${each.key}"
 
     build = _block(body, "build_config")
-    assert build["runtime"] == "python312"
-    assert build["entry_point"] == fn
+    assert build["runtime"] == "${each.value.runtime}"
+    assert spec["runtime"] == "python312"
+    assert build["entry_point"] == "${each.value.entry_point}"
+    assert spec["entry_point"] == fn
     assert "google_service_account.build" in _text(build["service_account"]) or (
         build["service_account"] == "${local.build_service_account}"
         and "projects/${var.project_id}/serviceAccounts/${google_service_account.build.email}"
@@ -482,12 +558,13 @@ def test_function_build_and_runtime(tf, fn):
     )
 
     service = _block(body, "service_config")
-    assert service["service_account_email"] == f"${{google_service_account.{fn}.email}}"
+    assert service["service_account_email"] == "${google_service_account.fn[each.key].email}"
     assert service["min_instance_count"] == "${var.min_instances}"
     assert service["max_instance_count"] == "${var.max_instances}"
     assert service["max_instance_request_concurrency"] == "${var.concurrency}"
     assert service["timeout_seconds"] == "${var.timeout_seconds}"
-    assert service["available_memory"] == f"${{var.{fn}_memory}}"
+    assert service["available_memory"] == "${each.value.memory}"
+    assert spec["memory"] == f"${{var.{fn}_memory}}"
     assert service["available_cpu"] == "${var.available_cpu}"
     assert "var.ingress_settings" in service["ingress_settings"]
 
@@ -501,10 +578,14 @@ def test_function_build_and_runtime(tf, fn):
     # Secrets are read at run time, never baked into the revision.
     assert "secret_environment_variables" not in service
 
+    # Memory must fit the CPU, checked per function at plan time.
+    conditions = _text(body["lifecycle"])
+    assert "local.memory_mib[each.value.memory]" in conditions
+
     depends = _text(body.get("depends_on", []))
     assert "google_project_service" in depends
-    assert f"google_storage_bucket_iam_member.{fn}_models_reader" in depends
-    assert f"google_secret_manager_secret_iam_member.{fn}_secret_accessor" in depends
+    assert "google_storage_bucket_iam_member.fn_models_reader" in depends
+    assert "google_secret_manager_secret_iam_member.fn_secret_accessor" in depends
 
 
 def test_ingress_is_a_validated_choice(tf):

@@ -57,6 +57,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, timeout: float, log_text) -> None:
+    """Block until the fake-gcs-server at `url` answers, or raise with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fake-gcs-server exited with {process.returncode}: {log_text()}")
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as r:
+                if r.status == 200:
+                    return
+        time.sleep(0.05)
+    raise RuntimeError(f"fake-gcs-server not ready after {timeout}s: {log_text()}")
+
+
 class FakeGCS:
     """A running fake-gcs-server (in-memory backend) on a free loopback port."""
 
@@ -87,16 +101,7 @@ class FakeGCS:
             raise
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited with {self._proc.returncode}: {self.log_text()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            time.sleep(0.05)
-        raise RuntimeError(f"fake-gcs-server not ready after {timeout}s: {self.log_text()}")
+        wait_until_serving(self.url, self._proc, timeout, self.log_text)
 
     def log_text(self) -> str:
         with contextlib.suppress(OSError), open(self._log.name, encoding="utf-8", errors="replace") as f:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.function_clients import OLD_BODIES
+
 pytest_plugins = ["tests.gcs_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +44,6 @@ RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", 
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}
 OFFLINE_MODULES = ("sklearn", "pandas", "skl2onnx", "onnx")
 API_KEY = "bundle-test-key"
-
-OLD_RECORD = {"nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",
-              "date_et_heure_de_comptage": "2025-05-17 18:00:00+02:00",
-              "coordonnées_géographiques": "48.8672, 2.3501",
-              "mois_annee_comptage": "mai 2025"}
-OLD_BODIES = {
-    "classify": {"records": [OLD_RECORD]},
-    "regress": {"records": [OLD_RECORD], "model_type": "nn", "metric": "r2"},
-}
 
 
 def _load_package_module():

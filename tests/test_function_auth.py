@@ -21,6 +21,7 @@ from pathlib import Path
 import functions_framework
 import pytest
 
+from tests.function_clients import OLD_BODIES
 from tests.secret_manager_stub import SecretManagerStub
 from velocast import auth
 
@@ -29,11 +30,7 @@ SOURCE = ROOT / "functions" / "regress" / "main.py"
 PROJECT = "velocast-test"
 TTL = 1.0
 
-OLD_BODY = {"records": [{"nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",
-                         "date_et_heure_de_comptage": "2025-05-17 18:00:00+02:00",
-                         "coordonnées_géographiques": "48.8672, 2.3501",
-                         "mois_annee_comptage": "mai 2025"}],
-            "model_type": "nn", "metric": "r2"}
+OLD_BODY = OLD_BODIES["regress"]
 
 
 @pytest.fixture

@@ -253,20 +253,6 @@ def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
         raise StoreError("could not find a free version name")
 
     published_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-    full_card = dict(card)
-    full_card.update(
-        task=task,
-        model_type=model_type,
-        version=version,
-        metrics=metrics,
-        trained_from=trained_from,
-        trained_to=trained_to,
-        sha256=sha256,
-        size_bytes=len(onnx_bytes),
-        onnx_path=onnx_path,
-        published_at=published_at,
-    )
-    card_bytes = _dumps(full_card, "card")
     entry = Entry(
         task=task,
         model_type=model_type,
@@ -281,6 +267,8 @@ def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
         trained_to=trained_to,
         published_at=published_at,
     )
+    # The card repeats the entry's fields so that it stands alone when read by hand.
+    card_bytes = _dumps({**card, **entry.to_dict()}, "card")
     store.write_once(card_path, card_bytes, "application/json")
     store.write_once(entry.registry_path, _dumps(entry.to_dict(), "entry"), "application/json")
     log.info("published %s/%s %s to %s", task, model_type, version, getattr(store, "uri", store))

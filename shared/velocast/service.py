@@ -92,6 +92,8 @@ class Service:
 
     # Lazily created, once per instance, under a lock (functions-framework runs threads).
     def _setup(self) -> None:
+        if self._settings is not None:  # set last, under the lock: safe to read without it
+            return
         with self._lock:
             if self._settings is not None:
                 return

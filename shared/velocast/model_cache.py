@@ -10,7 +10,6 @@ thread, so no request waits on it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -154,10 +153,11 @@ class ModelCache:
             raise ValueError(f"feature spec {entry.feature_spec_version} != this code's "
                              f"{FEATURE_SPEC_VERSION}")
         card = registry.read_card(self.store, entry)
+        # read_model_bytes checks the bytes against the entry's sha256; the card must agree.
         model_bytes = registry.read_model_bytes(self.store, entry)
-        digest = hashlib.sha256(model_bytes).hexdigest()
-        if digest != entry.sha256 or card.get("sha256", digest) != digest:
-            raise ValueError(f"sha256 {digest} does not match the registry's {entry.sha256}")
+        if card.get("sha256", entry.sha256) != entry.sha256:
+            raise ValueError(f"card sha256 {card.get('sha256')} does not match the registry's "
+                             f"{entry.sha256}")
         if card.get("feature_spec_version") != FEATURE_SPEC_VERSION:
             raise ValueError(f"card feature spec {card.get('feature_spec_version')} != "
                              f"{FEATURE_SPEC_VERSION}")

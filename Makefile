@@ -10,7 +10,7 @@ MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo package bench \
+.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench \
         tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean
 
 help: ## list the targets
@@ -47,6 +47,9 @@ serve: install ## run both functions locally (classify :8080, regress :8000), tr
 
 demo: install ## start both functions, send the old system's requests, print the answers, stop
 	$(PY) scripts/local.py demo --store $(STORE)
+
+api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
+	$(PY) scripts/api_spec.py
 
 package: install ## build/classify and build/regress: lean function bundles and their zips
 	$(PY) scripts/package.py

@@ -2,8 +2,9 @@
 line per request. A function's main.py only says how its model's outputs become a
 response.
 
-Routes: POST / and /predict, GET /health, GET /models, POST /refresh (alias
-/refresh_model). Every error is {"error": {"code", "message", "details"}}.
+Routes: POST / and /predict, GET /health, GET /models, POST /refresh (aliases
+/refresh_model and the old front's /refresh_models), GET /docs and /openapi.json.
+Every error is {"error": {"code", "message", "details"}}.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import logs, registry, tasks
+from velocast import api_docs, logs, registry, tasks
 from velocast.errors import ApiError, NoModelAvailable
 from velocast.features import COUNTER, build_matrix
 from velocast.model_cache import ModelCache
@@ -24,9 +25,20 @@ from velocast.schema import parse_records
 log = logging.getLogger("velocast.service")
 
 PREDICT_ROUTES = ("/", "/predict")
-REFRESH_ROUTES = ("/refresh", "/refresh_model")
+REFRESH_ROUTES = ("/refresh", "/refresh_model", "/refresh_models")
+# Keyless documents: the old front's "ping" button expects 200 from GET /docs.
+DOCUMENTS = {"/docs": ("text/html; charset=utf-8", api_docs.page),
+             "/openapi.json": ("application/json; charset=utf-8", api_docs.spec_bytes)}
 ROUTES = {**{r: "POST" for r in PREDICT_ROUTES + REFRESH_ROUTES},
-          "/health": "GET", "/models": "GET"}
+          "/health": "GET", "/models": "GET", **{r: "GET" for r in DOCUMENTS}}
+
+
+@dataclass(frozen=True)
+class Document:
+    """A non-JSON answer (HTML, the spec), passed through as bytes."""
+
+    content: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -128,10 +140,14 @@ class Service:
             if status == 200 and (request.path.rstrip("/") or "/") == "/health" \
                     and not body["models"]:
                 status, headers, error_code = 503, {"Retry-After": "5"}, "no_model"
-            payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
+            if isinstance(body, Document):
+                payload, headers = body.content, {"Content-Type": body.content_type}
+            else:
+                payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
+                headers = {"Content-Type": "application/json; charset=utf-8", **headers}
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
-            return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers}
+            return payload, status, headers
         finally:
             if token is not None:
                 logs.current_trace.reset(token)
@@ -165,6 +181,9 @@ class Service:
         if request.method != method:
             raise ApiError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}",
                             headers={"Allow": method})
+        if path in DOCUMENTS:
+            content_type, content = DOCUMENTS[path]
+            return Document(content(), content_type), 0
         if path == "/health":
             return self._health(), 0
         if path == "/models":

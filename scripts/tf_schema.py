@@ -42,10 +42,13 @@ PACKAGES = {
     "archive": "@cdktf/provider-archive@11.0.1",
 }
 
-# Types other branches are adding (issues in flight), extracted now so that their
-# files are checked the moment they are merged.
+# Types other branches are adding (issues in flight), and a few neighbours they may
+# reach for, extracted now so that their files are checked the moment they are merged.
 EXTRA_TYPES = {
     "resource": {
+        "google_bigquery_connection_iam_member",
+        "google_bigquery_table",
+        "google_secret_manager_secret_version",
         "google_artifact_registry_repository",
         "google_artifact_registry_repository_iam_member",
         "google_bigquery_connection",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,9 @@ TF_DIR = ROOT / "terraform"
 # schema (6.50.0), which the check would otherwise call unknown. One entry per
 # argument, never a whole resource: (type, dotted path) -> (first release that
 # has it, its docs). Raise the lower bound in versions.tf to that release too.
-# Example entry:
-#   ("google_cloud_run_v2_job", "template.template.node_selector"): (
-#       "7.1.0", "https://registry.terraform.io/providers/hashicorp/google/7.1.0/docs/resources/cloud_run_v2_job"),
+# An entry reads (placeholders in capitals):
+#   ("google_TYPE", "BLOCK.ARGUMENT"): (
+#       "7.N.0", "https://registry.terraform.io/providers/hashicorp/google/7.N.0/docs/resources/TYPE#ARGUMENT"),
 NEWER_THAN_SCHEMA: dict[tuple[str, str], tuple[str, str]] = {}
 
 
@@ -162,74 +163,113 @@ def test_a_misspelt_argument_fails_with_file_line_address_and_suggestion(tf_copy
     assert str(findings[0]).startswith(f"terraform/functions.tf:{line}: google_cloudfunctions2_function.fn: ")
 
 
-FUNCTION = """resource "google_cloudfunctions2_function" "planted" {
-  name     = "planted"
-  location = "europe-west1"
-%s}
-"""
+def _function(body: str) -> str:
+    """A Cloud Functions resource with its required arguments on lines 1-3, then `body` from line 4."""
+    head = 'resource "google_cloudfunctions2_function" "planted" {\n  name     = "planted"\n  location = "eu"\n'
+    return head + textwrap.indent(textwrap.dedent(body), "  ") + "}\n"
 
+
+FN = "google_cloudfunctions2_function.planted"
+BUCKET = "google_storage_bucket.planted"
+SECRET = "google_secret_manager_secret.planted"
+
+# case -> (planted.tf, the findings as "line: address: message")
 CASES = {
     "block outside its parent": (
-        FUNCTION % '  secret_volumes {\n    mount_path = "/s"\n    project_id = "p"\n    secret = "s"\n  }\n',
-        ['4: google_cloudfunctions2_function.planted: unknown block "secret_volumes" at the top level; '
-         "secret_volumes belongs in service_config"],
+        _function("""\
+            secret_volumes {
+              mount_path = "/s"
+              project_id = "p"
+              secret     = "s"
+            }
+        """),
+        [f'4: {FN}: unknown block "secret_volumes" at the top level; secret_volumes belongs in service_config'],
     ),
     "missing required arguments and blocks": (
         'resource "google_secret_manager_secret" "planted" {\n  labels = {}\n}\n',
         [
-            '1: google_secret_manager_secret.planted: missing required argument "secret_id"',
-            '1: google_secret_manager_secret.planted: missing required block "replication"',
+            f'1: {SECRET}: missing required argument "secret_id"',
+            f'1: {SECRET}: missing required block "replication"',
         ],
     ),
     "missing required argument inside a block": (
-        FUNCTION % '  service_config {\n    secret_volumes {\n      mount_path = "/s"\n    }\n  }\n',
+        _function("""\
+            service_config {
+              secret_volumes {
+                mount_path = "/s"
+              }
+            }
+        """),
         [
-            '5: google_cloudfunctions2_function.planted: missing required argument "project_id" in '
-            "service_config.secret_volumes",
-            '5: google_cloudfunctions2_function.planted: missing required argument "secret" in '
-            "service_config.secret_volumes",
+            f'5: {FN}: missing required argument "project_id" in service_config.secret_volumes',
+            f'5: {FN}: missing required argument "secret" in service_config.secret_volumes',
         ],
     ),
     "location where Cloud Scheduler wants region": (
         'resource "google_cloud_scheduler_job" "planted" {\n  name     = "x"\n  location = "europe-west1"\n}\n',
-        ['3: google_cloud_scheduler_job.planted: unknown argument "location" at the top level (did you mean "region"?)'],
+        ['3: google_cloud_scheduler_job.planted: unknown argument "location" at the top level '
+         '(did you mean "region"?)'],
     ),
     "a block written as an argument": (
         'resource "google_secret_manager_secret" "planted" {\n  secret_id   = "x"\n  replication = { auto = {} }\n}\n',
-        ['3: google_secret_manager_secret.planted: "replication" is a block, not an argument: '
+        [f'3: {SECRET}: "replication" is a block, not an argument: '
          'write replication { ... } (or dynamic "replication")'],
     ),
     "an argument written as a block": (
-        FUNCTION % "  service_config {\n    environment_variables {\n      A = 1\n    }\n  }\n",
-        ['5: google_cloudfunctions2_function.planted: "service_config.environment_variables" is an argument, '
-         "not a block: write environment_variables = ..."],
+        _function("""\
+            service_config {
+              environment_variables {
+                A = 1
+              }
+            }
+        """),
+        [f'5: {FN}: "service_config.environment_variables" is an argument, not a block: '
+         "write environment_variables = ..."],
     ),
     "a single block repeated": (
-        FUNCTION % "  build_config {\n  }\n  build_config {\n  }\n",
-        ['4: google_cloudfunctions2_function.planted: block "build_config" may appear at most once, found 2'],
+        _function("build_config {\n}\nbuild_config {\n}\n"),
+        [f'4: {FN}: block "build_config" may appear at most once, found 2'],
     ),
-    "a misspelt dynamic block, lifecycle argument and dynamic content": (
-        'resource "google_storage_bucket" "planted" {\n  name     = "x"\n  location = "EU"\n'
-        '  dynamic "loging" {\n    for_each = []\n    content {}\n  }\n'
-        '  dynamic "versioning" {\n    for_each = [1]\n    content {\n      enable = true\n    }\n  }\n'
-        "  lifecycle {\n    prevent_destroyed = true\n  }\n}\n",
+    "a misspelt dynamic block, dynamic content and lifecycle argument": (
+        """\
+resource "google_storage_bucket" "planted" {
+  name     = "x"
+  location = "EU"
+  dynamic "loging" {
+    for_each = []
+    content {}
+  }
+  dynamic "versioning" {
+    for_each = [1]
+    content {
+      enable = true
+    }
+  }
+  lifecycle {
+    prevent_destroyed = true
+  }
+}
+""",
         [
-            '4: google_storage_bucket.planted: unknown dynamic block "loging" at the top level (did you mean "logging"?)',
-            '11: google_storage_bucket.planted: unknown argument "enable" in versioning (did you mean "enabled"?)',
-            '8: google_storage_bucket.planted: missing required argument "enabled" in versioning',
-            '15: google_storage_bucket.planted: unknown argument "prevent_destroyed" in lifecycle '
-            '(did you mean "prevent_destroy"?)',
+            f'4: {BUCKET}: unknown dynamic block "loging" at the top level (did you mean "logging"?)',
+            f'11: {BUCKET}: unknown argument "enable" in versioning (did you mean "enabled"?)',
+            f'8: {BUCKET}: missing required argument "enabled" in versioning',
+            f'15: {BUCKET}: unknown argument "prevent_destroyed" in lifecycle (did you mean "prevent_destroy"?)',
         ],
     ),
     "an unknown resource type": (
         'resource "google_storage_bukcet" "planted" {\n}\n',
-        ['1: google_storage_bukcet.planted: unknown resource type "google_storage_bukcet": not in '
-         'hashicorp/archive 2.7.1 and hashicorp/google 6.50.0 (did you mean "google_storage_bucket"?)'],
+        [
+            '1: google_storage_bukcet.planted: unknown resource type "google_storage_bukcet": not in '
+            'hashicorp/archive 2.7.1 and hashicorp/google 6.50.0 (did you mean "google_storage_bucket"?)'
+        ],
     ),
     "a provider type not yet extracted": (
         'data "google_dns_managed_zone" "planted" {\n  name = "x"\n}\n',
-        ['1: data.google_dns_managed_zone.planted: data type "google_dns_managed_zone" exists but is not in '
-         "google-provider.json: run make tf-schema"],
+        [
+            '1: data.google_dns_managed_zone.planted: data type "google_dns_managed_zone" exists but is not in '
+            "google-provider.json: run make tf-schema"
+        ],
     ),
     "a misspelt provider argument": (
         'provider "google" {\n  alias         = "planted"\n  default_label = {}\n}\n',
@@ -281,10 +321,11 @@ data "archive_file" "planted" {
 
 
 def test_only_allow_listed_newer_arguments_pass(tf_copy, schema):
-    text = FUNCTION % "  service_config {\n    future_knob = 1\n  }\n"
-    unknown = ['5: google_cloudfunctions2_function.planted: unknown argument "future_knob" in service_config']
+    text = _function("service_config {\n  future_knob = 1\n}\n")
+    unknown = [f'5: {FN}: unknown argument "future_knob" in service_config']
     assert _planted(tf_copy, schema, text, allowed={}) == unknown
     entry = ("7.99.0", "https://registry.terraform.io/providers/hashicorp/google/latest/docs")
-    assert _planted(tf_copy, schema, text, allowed={("google_cloudfunctions2_function", "service_config.future_knob"): entry}) == []
+    fn_type = "google_cloudfunctions2_function"
+    assert _planted(tf_copy, schema, text, allowed={(fn_type, "service_config.future_knob"): entry}) == []
     # An entry is for that one path: the same name elsewhere is still unknown.
-    assert _planted(tf_copy, schema, text, allowed={("google_cloudfunctions2_function", "future_knob"): entry}) == unknown
+    assert _planted(tf_copy, schema, text, allowed={(fn_type, "future_knob"): entry}) == unknown

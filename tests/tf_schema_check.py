@@ -117,7 +117,7 @@ def _where_else(name: str, schema: dict, prefix: str = "") -> list[str]:
 
 
 class _Checker:
-    def __init__(self, tf_type: str, root: dict, allowed: dict[tuple[str, str], Any], file: str, text: str, address: str):
+    def __init__(self, tf_type: str, root: dict | None, allowed: dict, file: str, text: str, address: str):
         self.tf_type, self.root, self.allowed = tf_type, root, allowed
         self.file, self.text, self.address = file, text, address
         kind, labels = address.split(".", 1) if address.startswith(("data.", "provider.")) else ("resource", address)

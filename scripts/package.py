@@ -33,9 +33,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "velocast"
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 
 # Offline-only subpackages of velocast, never shipped.
 EXCLUDED_SUBPACKAGES = ("train",)

@@ -389,7 +389,7 @@ class ContractTests:
 
     @pytest.mark.parametrize("method,path,allow", [
         ("GET", "/predict", "POST"), ("GET", "/", "POST"), ("PUT", "/predict", "POST"),
-        ("POST", "/health", "GET"), ("DELETE", "/models", "GET"), ("GET", "/refresh", "POST"),
+        ("POST", "/health", "GET, HEAD"), ("DELETE", "/models", "GET, HEAD"), ("GET", "/refresh", "POST"),
         ("GET", "/refresh_model", "POST")])
     def test_405_wrong_method(self, fn, method, path, allow):
         r = fn.client.open(path, method=method)

@@ -289,7 +289,7 @@ def test_corrupt_model_is_refused_and_the_previous_one_keeps_answering(classify,
     assert after.json()["predictions"] == before.json()["predictions"]
     health = get(classify, "/health")
     assert health.status_code == 200
-    assert corrupt.version in health.json()["refused"]
+    assert corrupt.version in get(classify, "/models").json()["refused"]
     assert [m["version"] for m in health.json()["models"]] == [current]
     assert any(line["severity"] == "ERROR" and corrupt.version in line["message"]
                for line in classify.log_lines())

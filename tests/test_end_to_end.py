@@ -21,7 +21,6 @@ import requests
 
 pytest.register_assert_rewrite("tests.function_clients")
 
-from tests.conftest import copy_store  # noqa: E402
 from tests.function_clients import (  # noqa: E402
     OLD_BODIES,
     OLD_RECORD,
@@ -29,8 +28,9 @@ from tests.function_clients import (  # noqa: E402
     SNAKE_RECORD,
     Server,
     error_of,
-    free_port,
 )
+from velocast.dev.servers import free_port  # noqa: E402
+from velocast.publish import copy_store  # noqa: E402
 
 pytest_plugins = ["tests.gcs_fixtures"]
 
@@ -46,7 +46,7 @@ def bucket(fake_gcs, trained_store) -> str:
     from velocast.store import LocalStore
 
     name = fake_gcs.new_bucket("e2e")
-    assert copy_store(LocalStore(trained_store), fake_gcs.store(name)) >= 12
+    assert copy_store(LocalStore(trained_store), fake_gcs.store(name)).copied >= 12
     return name
 
 

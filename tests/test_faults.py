@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_store
-from tests.function_clients import error_of, free_port, load_function
+from tests.function_clients import error_of, load_function
 from velocast import registry
+from velocast.dev.servers import free_port
+from velocast.publish import copy_store
 from velocast.store import GCSStore, LocalStore
 
 FUNCTIONS = ("classify", "regress")
@@ -168,7 +169,7 @@ def test_store_unreachable_at_cold_start_then_recovers(gcs_port, trained_store):
 
     # The store comes up (same address), and gets its models.
     server = start_server()
-    assert copy_store(LocalStore(trained_store), server.store(BUCKET)) >= 12
+    assert copy_store(LocalStore(trained_store), server.store(BUCKET)).copied >= 12
     for name, fn in fns.items():
         recovered = poll(lambda: fn.post(BODY), lambda r: r.status_code == 200)
         assert recovered.status_code == 200, (name, recovered.get_data()[:500])

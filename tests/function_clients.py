@@ -31,23 +31,13 @@ from pathlib import Path
 
 import pytest
 
+from velocast.dev.bodies import OLD_BODIES, OLD_RECORD  # noqa: F401  (for the tests)
 from velocast.dev.servers import FunctionServer
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 SOURCES = {name: ROOT / "functions" / name / "main.py" for name in ("classify", "regress")}
 
-# The bodies the old system's clients send today (DESIGN.md, HTTP contract).
-OLD_RECORD = {
-    "nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",
-    "date_et_heure_de_comptage": "2025-05-17 18:00:00+02:00",
-    "coordonnées_géographiques": "48.8672, 2.3501",
-    "mois_annee_comptage": "mai 2025",
-}
-OLD_BODIES = {
-    "classify": {"records": [OLD_RECORD]},
-    "regress": {"records": [OLD_RECORD], "model_type": "nn", "metric": "r2"},
-}
 # A counter of the synthetic sample (so of `trained_store`), in the export's headers.
 KNOWN_COUNTER = "Totem 73 boulevard de Sébastopol S-N"
 EXPORT_RECORD = {

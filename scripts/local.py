@@ -20,11 +20,11 @@ from pathlib import Path
 
 from velocast.dev.bodies import OLD_BODIES as DEMO_REQUESTS
 from velocast.dev.servers import FunctionServer, free_port, port_free
+from velocast.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "paris-sample.csv"
-FUNCTIONS = {"classify": 8080, "regress": 8000}
-
+FUNCTIONS = {t.name: t.local_port for t in TASKS.values()}
 
 
 def say(message: str) -> None:

@@ -39,12 +39,13 @@ def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         expected = sorted(["main.py", "requirements.txt",
                            *(f"velocast/{m}.py" for m in RUNTIME_MODULES)])
-        # Every .py of shared/velocast/ except the offline parts: a new runtime module
-        # is shipped too.
+        # Every .py of shared/velocast/ except the offline parts, and the static/ files
+        # the functions serve: a new runtime module is shipped too.
+        package_dir = ROOT / "shared" / "velocast"
         shipped = sorted(["main.py", "requirements.txt", *(
-            f"velocast/{p.relative_to(ROOT / 'shared' / 'velocast').as_posix()}"
-            for p in (ROOT / "shared" / "velocast").rglob("*.py")
-            if p.relative_to(ROOT / "shared" / "velocast").parts[0] not in OFFLINE_PARTS
+            f"velocast/{p.relative_to(package_dir).as_posix()}"
+            for p in [*package_dir.rglob("*.py"), *(package_dir / "static").glob("*")]
+            if p.relative_to(package_dir).parts[0] not in OFFLINE_PARTS
             and "__pycache__" not in p.parts)])
         assert files == shipped
         assert set(expected) <= set(files)

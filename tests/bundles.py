@@ -17,8 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
 FUNCTIONS = ("classify", "regress")
-RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "registry",
-                   "model_cache", "service", "logs", "auth", "models")
+RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "store_gcs",
+                   "registry", "model_cache", "service", "logs", "auth", "auth_secret_manager",
+                   "models")
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}
 
 

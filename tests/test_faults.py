@@ -30,7 +30,7 @@ import pytest
 
 from tests.function_clients import error_of, load_function
 from velocast import registry
-from velocast.dev.servers import free_port
+from velocast.dev.servers import free_port, stop_process
 from velocast.publish import copy_store
 from velocast.store import GCSStore, LocalStore
 
@@ -75,13 +75,7 @@ class GcsOnPort:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=5)
 
     def store(self, bucket: str) -> GCSStore:
         from google.auth.credentials import AnonymousCredentials

@@ -56,6 +56,27 @@ def get_status(port: int, path: str, timeout: float = 30.0) -> int:
         conn.close()
 
 
+def stop_process(process: subprocess.Popen | None, *, group: bool = False,
+                 timeout: float = 10.0) -> None:
+    """SIGTERM (to its whole process group if `group`), SIGKILL after `timeout` s."""
+    if process is None or process.poll() is not None:
+        return
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
+
+
 class FunctionServer:
     """`functions-framework --target TARGET --source SOURCE` on 127.0.0.1.
 
@@ -150,16 +171,7 @@ class FunctionServer:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, group=True)
 
     def close(self) -> None:
         self.stop()

@@ -124,6 +124,14 @@ need_bundles() {
   done
 }
 
+# What terraform plan / apply / destroy need, in the order they are checked.
+need_stack_access() {
+  need_terraform
+  need_gcloud
+  need_adc
+  need_tfvars
+}
+
 need_venv() {
   [[ -x "$PY" ]] || die ".venv is missing: the trainer runs from it." "Run: make install"
 }
@@ -199,20 +207,14 @@ add_version() {
 # -- commands ------------------------------------------------------------------------
 
 cmd_plan() {
-  need_terraform
-  need_gcloud
-  need_adc
-  need_tfvars
+  need_stack_access
   need_bundles
   tf_init
   tf plan -input=false -var-file="$TFVARS"
 }
 
 cmd_deploy() {
-  need_terraform
-  need_gcloud
-  need_adc
-  need_tfvars
+  need_stack_access
   need_bundles
   tf_init
   # No -input=false here: it would also refuse the interactive "yes".
@@ -226,10 +228,7 @@ cmd_deploy() {
 }
 
 cmd_destroy() {
-  need_terraform
-  need_gcloud
-  need_adc
-  need_tfvars
+  need_stack_access
   # Terraform reads the archive_file data sources even to destroy.
   if [[ ! -f "$ROOT/build/classify/main.py" || ! -f "$ROOT/build/regress/main.py" ]]; then
     say "building the function bundles first (terraform reads them even to destroy)"

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_store
-from tests.function_clients import error_of, free_port, load_function
+from tests.function_clients import error_of, load_function
 from velocast import registry
+from velocast.dev.servers import free_port, stop_process
+from velocast.publish import copy_store
 from velocast.store import GCSStore, LocalStore
 
 FUNCTIONS = ("classify", "regress")
@@ -74,13 +75,7 @@ class GcsOnPort:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=5)
 
     def store(self, bucket: str) -> GCSStore:
         from google.auth.credentials import AnonymousCredentials
@@ -172,7 +167,7 @@ def test_store_unreachable_at_cold_start_then_recovers(gcs_port, trained_store):
 
     # The store comes up (same address), and gets its models.
     server = start_server()
-    assert copy_store(LocalStore(trained_store), server.store(BUCKET)) >= 12
+    assert copy_store(LocalStore(trained_store), server.store(BUCKET)).copied >= 12
     for name, fn in fns.items():
         recovered = poll(lambda: fn.post(BODY), lambda r: r.status_code == 200)
         assert recovered.status_code == 200, (name, recovered.get_data()[:500])

@@ -4,7 +4,7 @@
 # ---------------------------------------------------------------------------
 
 variable "github_repository" {
-  description = "GitHub repository allowed to deploy this stack through Workload Identity Federation, as OWNER/REPO (e.g. \"ana/velocast\"). Empty (default) creates nothing for GitHub."
+  description = "GitHub repository allowed to deploy this stack through Workload Identity Federation, as OWNER/REPO spelt exactly as GitHub does (token claims are compared case-sensitively), e.g. \"ana/velocast\". Empty (default) creates nothing for GitHub."
   type        = string
   default     = ""
 
@@ -22,8 +22,8 @@ variable "github_environment" {
   default     = "production"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9._-]{1,255}$", var.github_environment))
-    error_message = "github_environment must be 1-255 chars of letters, digits, '.', '_' or '-'."
+    condition     = can(regex("^[A-Za-z0-9._-]{1,64}$", var.github_environment))
+    error_message = "github_environment must be 1-64 chars of letters, digits, '.', '_' or '-'."
   }
 }
 

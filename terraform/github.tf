@@ -138,6 +138,14 @@ resource "google_iam_workload_identity_pool_provider" "github" {
   oidc {
     issuer_uri = "https://token.actions.githubusercontent.com"
   }
+
+  lifecycle {
+    precondition {
+      # google.subject is capped at 127 bytes; a longer sub is refused at sign-in.
+      condition     = length(local.github_deployer_subject) <= 127
+      error_message = "repo:${var.github_repository}:environment:${var.github_environment} is over 127 chars, the limit of google.subject: use a shorter github_environment."
+    }
+  }
 }
 
 # ---------------------------------------------------------------------------

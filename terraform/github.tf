@@ -193,7 +193,7 @@ resource "google_project_iam_member" "github_deployer_custom" {
   count = local.github ? 1 : 0
 
   project = var.project_id
-  role    = google_project_iam_custom_role.github_deployer[0].id
+  role    = google_project_iam_custom_role.github_deployer[0].name
   member  = google_service_account.github_deployer[0].member
 }
 

@@ -114,7 +114,7 @@ def test_deployer_holds_exactly_the_roles_make_deploy_needs(github):
         if key.startswith("google_project_iam_member.github_deployer") and "each." not in body["role"]
     }
     assert project_roles == {
-        "${google_project_iam_custom_role.github_deployer[0].id}",
+        "${google_project_iam_custom_role.github_deployer[0].name}",
         "roles/resourcemanager.projectIamAdmin",
     }
     for forbidden in ("roles/owner", "roles/editor", "roles/secretmanager.admin", "roles/run.admin"):

@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,6 +106,47 @@ def process_tree(pid: int) -> list[int]:
         tree.append(p)
         todo.extend(children.get(p, []))
     return tree
+
+
+class Workers:
+    """The gunicorn workers (the arbiter's children) of a server: memory from /proc."""
+
+    def __init__(self, server):
+        self.arbiter = server.process.pid
+
+    def pids(self) -> list[int]:
+        return process_tree(self.arbiter)[1:]
+
+    def rss(self, key: str = "VmRSS:") -> float:
+        """MB summed over the workers (key="VmHWM:": their peaks)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if line.startswith(key))
+        return round(total / 1024, 1)
+
+    def reset_peak(self) -> None:
+        for pid in self.pids():  # "5" resets VmHWM to the current RSS (proc(5), clear_refs)
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+
+
+@contextlib.contextmanager
+def sampling(workers: Workers, every: float = 0.05):
+    """[(seconds, RSS MB)] every `every` s while the block runs."""
+    trace, stop, began = [], threading.Event(), time.perf_counter()
+
+    def run():
+        while not stop.is_set():
+            trace.append((round(time.perf_counter() - began, 3), workers.rss()))
+            stop.wait(every)
+
+    (thread := threading.Thread(target=run, daemon=True)).start()
+    try:
+        yield trace
+    finally:
+        stop.set()
+        thread.join()
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.conftest import copy_store
@@ -160,6 +161,25 @@ def test_an_input_of_another_name_is_refused(store):
     assert "input is 'X'" in _refusal(store, "regress", _regressor(input_name="X"))
 
 
+def test_an_input_of_another_type_is_refused(store):
+    nodes = [helper.make_node("ReduceSum", [ONNX_INPUT_NAME, "axes"], ["sum"], keepdims=1),
+             helper.make_node("Cast", ["sum"], ["variable"], to=TensorProto.FLOAT)]
+    model = helper.make_model(helper.make_graph(
+        nodes, "double", [helper.make_tensor_value_info(ONNX_INPUT_NAME, TensorProto.DOUBLE,
+                                                        [None, N_FEATURES])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+        [numpy_helper.from_array(np.array([1], np.int64), "axes")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    assert "tensor(double)" in _refusal(store, "regress", model.SerializeToString())
+
+
+def test_a_second_input_is_refused(store):
+    model = onnx.load_from_string(_regressor())
+    model.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [None]))
+    assert "2 inputs" in _refusal(store, "regress", model.SerializeToString())
+
+
 # ------------------------------------------------------------------ the canary batch
 
 def test_the_canary_covers_day_types_a_holiday_an_unknown_counter_and_hours(store):
@@ -186,31 +206,72 @@ def test_a_log_count_whose_count_overflows_is_refused(store):
 
 
 def test_an_output_of_the_wrong_width_is_refused(store):
-    assert "has shape" in _refusal(store, "regress", _three_column_regressor())
+    assert "output 'variable' has shape" in _refusal(store, "regress", _three_column_regressor())
 
 
 def test_probabilities_outside_0_1_are_refused(store):
     assert "outside [0, 1]" in _refusal(store, "classify", _unbounded_classifier())
 
 
+def _bare_table(store, **changes) -> CounterTable:
+    """The good table with arrays replaced, built without from_dict's validation."""
+    table = _table(store, _good(store, "regress"))
+    return dataclasses.replace(table, **changes)
+
+
+def test_a_table_that_cannot_build_features_is_refused_by_the_canary(store):
+    table = _table(store, _good(store, "regress"))
+    reason = _refusal(store, "regress", store.read(_good(store, "regress").onnx_path),
+                      _bare_table(store, profile=table.profile[:, :2]))
+    assert "cannot build features" in reason
+
+
+def test_a_table_giving_non_finite_features_is_refused_by_the_canary(store):
+    table = _table(store, _good(store, "regress"))
+    reason = _refusal(store, "regress", store.read(_good(store, "regress").onnx_path),
+                      _bare_table(store, mean_count=np.full_like(table.mean_count, np.nan)))
+    assert "non-finite features" in reason
+
+
 # ------------------------------------------------------------------- the counter table
+
+@pytest.mark.parametrize("data, reason", [
+    ({"counters": {}}, "no counter"),
+    ({"counters": {"a": {"latitude": 48.8, "longitude": 2.3, "mean_count": -3.0,
+                         "profile": [[0.0] * 24] * 3}}}, "negative"),
+    ({"counters": {"a": {"latitude": 91.0, "longitude": 2.3, "mean_count": 3.0,
+                         "profile": [[0.0] * 24] * 3}}}, "outside the globe"),
+])
+def test_a_counter_table_with_impossible_values_is_refused(data, reason):
+    with pytest.raises(ValueError, match=reason):
+        CounterTable.from_dict(data)
+
 
 def _edited_table(store, edit) -> dict:
     card = registry.read_card(store, _good(store, "regress"))
-    edit(_first_counter(card))
+    edit(card)
     return card["counter_table"]
 
 
+def _wrong_profile(card):
+    for counter in card["counter_table"]["counters"].values():
+        counter["profile"] = counter["profile"][:2]
+
+
+def _nan_table(card):
+    for counter in card["counter_table"]["counters"].values():
+        counter["mean_count"] = float("nan")
+
+
 def test_a_profile_of_the_wrong_shape_is_refused(store):
-    data = _edited_table(store, lambda c: c.update(profile=c["profile"][:2]))
     with pytest.raises(ValueError, match=r"profile has shape \(\d+, 2, 24\)"):
-        CounterTable.from_dict({"counters": {k: {**v, "profile": v["profile"][:2]}
-                                             for k, v in data["counters"].items()}})
+        CounterTable.from_dict(_edited_table(store, _wrong_profile))
 
 
 @pytest.mark.parametrize("field", ["latitude", "mean_count", "profile"])
 def test_a_nan_in_the_counter_table_is_refused(store, field):
-    def poison(counter):
+    def poison(card):
+        counter = _first_counter(card)
         counter[field] = [[float("nan")] * 24] * 3 if field == "profile" else float("nan")
     with pytest.raises(ValueError, match=f"{field} is not finite"):
         CounterTable.from_dict(_edited_table(store, poison))
@@ -270,16 +331,6 @@ class _Records(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
-
-
-def _wrong_profile(card):
-    for counter in card["counter_table"]["counters"].values():
-        counter["profile"] = counter["profile"][:2]
-
-
-def _nan_table(card):
-    for counter in card["counter_table"]["counters"].values():
-        counter["mean_count"] = float("nan")
 
 
 # task -> how the bad version is planted, a word its refusal must contain

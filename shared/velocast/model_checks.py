@@ -65,18 +65,25 @@ def _check_signature(task: tasks.Task, session) -> None:
 
 
 def canary_records(table: CounterTable) -> Records:
-    """Every known counter at every canary day and hour, plus an unknown counter with
-    coordinates next to the first known one."""
-    instants = [dt.datetime(d.year, d.month, d.day, h, tzinfo=PARIS).timestamp()
-                for d in CANARY_DAYS for h in CANARY_HOURS]
-    names = [n for n in table.names for _ in instants] + [UNKNOWN_NAME] * len(instants)
-    known = len(table.names) * len(instants)
-    latitude = np.full(len(names), np.nan)
-    longitude = np.full(len(names), np.nan)
-    latitude[known:] = table.latitude[0] + UNKNOWN_OFFSET_DEGREES
-    longitude[known:] = table.longitude[0] + UNKNOWN_OFFSET_DEGREES
-    return Records(names=names, epoch_seconds=np.array(instants * (len(table.names) + 1)),
-                   latitude=latitude, longitude=longitude)
+    """The first known counter and an unknown one placed next to it at every canary day
+    and hour; every known counter on every canary day, at one hour each. With 112
+    counters that is 488 rows, 12 ms of a cold start with the gbdt model; the full
+    grid for every counter (2,260 rows) took 31 ms."""
+    def instant(day: dt.date, hour: int) -> float:
+        return dt.datetime(day.year, day.month, day.day, hour, tzinfo=PARIS).timestamp()
+
+    grid = [instant(d, h) for d in CANARY_DAYS for h in CANARY_HOURS]
+    names = [table.names[0]] * len(grid) + [UNKNOWN_NAME] * len(grid)
+    epoch = grid + grid
+    for i, name in enumerate(table.names):
+        hour = CANARY_HOURS[i % len(CANARY_HOURS)]
+        names += [name] * len(CANARY_DAYS)
+        epoch += [instant(d, hour) for d in CANARY_DAYS]
+    unknown = np.array([n == UNKNOWN_NAME for n in names])
+    latitude = np.where(unknown, table.latitude[0] + UNKNOWN_OFFSET_DEGREES, np.nan)
+    longitude = np.where(unknown, table.longitude[0] + UNKNOWN_OFFSET_DEGREES, np.nan)
+    return Records(names=names, epoch_seconds=np.array(epoch), latitude=latitude,
+                   longitude=longitude)
 
 
 def _check_canary(task: tasks.Task, session, table: CounterTable) -> None:

@@ -18,15 +18,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import copy_store
 from tests.function_clients import KNOWN_COUNTER, load_function
 from velocast import model_checks, registry
 from velocast.features import N_FEATURES, ONNX_INPUT_NAME, CounterTable, build_matrix
+from velocast.publish import copy_store
 from velocast.store import LocalStore
 
 # Sunday 2025-05-18 and Thursday 2025-05-01 (Labour Day): day type 2, where a

@@ -112,7 +112,7 @@ def _refusal(store, task: str, onnx: bytes, table=None) -> str:
 
 
 def _plant(store, good: registry.Entry, version: str, *, onnx: bytes | None = None,
-           edit_card=None, hash_card=True, entry_changes=None) -> registry.Entry:
+           edit_card=None, hash_card=True) -> registry.Entry:
     """A better-scored version beside `good`, its hashes consistent with what is written
     (so only the planted defect can refuse it)."""
     onnx = store.read(good.onnx_path) if onnx is None else onnx
@@ -127,11 +127,11 @@ def _plant(store, good: registry.Entry, version: str, *, onnx: bytes | None = No
     card_bytes = json.dumps(card).encode()   # json writes NaN where publish would refuse it
     store.write_once(f"{base}/model.onnx", onnx)
     store.write_once(f"{base}/card.json", card_bytes)
+    card_sha256 = hashlib.sha256(card_bytes).hexdigest() if hash_card else ""
     entry = dataclasses.replace(
         good, version=version, metrics=metrics, onnx_path=f"{base}/model.onnx",
         card_path=f"{base}/card.json", sha256=hashlib.sha256(onnx).hexdigest(),
-        size_bytes=len(onnx), card_sha256=hashlib.sha256(card_bytes).hexdigest() if hash_card else "",
-        **(entry_changes or {}))
+        size_bytes=len(onnx), card_sha256=card_sha256)
     store.write_once(entry.registry_path, json.dumps(entry.to_dict()).encode())
     return entry
 

@@ -1,4 +1,4 @@
-"""Run both functions locally with functions-framework.
+"""Run every function (one per velocast.tasks.TASKS entry) locally with functions-framework.
 
     python scripts/local.py serve [--store models]   # until Ctrl-C
     python scripts/local.py demo  [--store models]   # old system's requests, answers, stop
@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from velocast.tasks import TASKS
+from velocast.tasks import TASK_NAMES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,10 +33,9 @@ OLD_RECORD = {"nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",
               "date_et_heure_de_comptage": "2025-05-17 18:00:00+02:00",
               "coordonnées_géographiques": "48.8672, 2.3501",
               "mois_annee_comptage": "mai 2025"}
-DEMO_REQUESTS = {
-    "classify": {"records": [OLD_RECORD]},
-    "regress": {"records": [OLD_RECORD], "model_type": "nn", "metric": "r2"},
-}
+# What each demo request adds to the records; a task not listed gets its default model.
+DEMO_CHOICES = {"regress": {"model_type": "nn", "metric": "r2"}}
+DEMO_REQUESTS = {name: {"records": [OLD_RECORD], **DEMO_CHOICES.get(name, {})} for name in TASK_NAMES}
 
 
 def say(message: str) -> None:
@@ -48,7 +47,7 @@ def has_models(store: str) -> bool:
     from velocast.store import open_store
 
     entries = registry.list_entries(open_store(store))
-    return {"classify", "regress"} <= {e.task for e in entries}
+    return set(TASK_NAMES) <= {e.task for e in entries}
 
 
 def ensure_models(store: str) -> None:
@@ -160,7 +159,7 @@ def main(argv=None) -> int:
         for name, port in ports.items():
             say(f"{name} on http://127.0.0.1:{port}  (POST /predict, GET /health, GET /models)")
         if args.command == "serve":
-            say("Ctrl-C stops both")
+            say("Ctrl-C stops them all")
             while all(p.poll() is None for p in processes.values()):
                 time.sleep(0.5)
             return 1

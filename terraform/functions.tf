@@ -15,18 +15,35 @@ locals {
     })
   }
 
-  # Everything the functions need to find their dependencies. Secret *names*
-  # only: the code reads the values at run time through Secret Manager and
-  # caches them with a TTL, so a key rotation needs no redeploy (a secret env
-  # var would be frozen per instance).
+  # The two secrets every function mounts as files. A mounted secret at version
+  # "latest" is fetched from Secret Manager on each read of the file (Cloud Run
+  # docs, "Configure secrets"), so a key rotation reaches running instances
+  # within the code's TTL (SECRET_TTL_SECONDS) with no redeploy and no client
+  # library; a secret env var would be frozen per instance. Each secret gets its
+  # own mount path: a mount shadows its whole folder.
+  secret_files = {
+    api_keys = {
+      secret     = google_secret_manager_secret.api_keys.secret_id
+      mount_path = "/etc/secrets/api-keys"
+      path       = "keys"
+    }
+    admin_key = {
+      secret     = google_secret_manager_secret.admin_key.secret_id
+      mount_path = "/etc/secrets/admin-key"
+      path       = "key"
+    }
+  }
+
+  # Everything the functions need to find their dependencies; for the keys,
+  # where the mounted files are.
   function_env = {
-    MODEL_STORE      = "gs://${google_storage_bucket.models.name}"
-    GCP_PROJECT      = var.project_id
-    API_KEYS_SECRET  = google_secret_manager_secret.api_keys.secret_id
-    ADMIN_KEY_SECRET = google_secret_manager_secret.admin_key.secret_id
-    REFRESH_SECONDS  = tostring(var.refresh_seconds)
-    MAX_RECORDS      = tostring(var.max_records)
-    LOG_LEVEL        = var.log_level
+    MODEL_STORE     = "gs://${google_storage_bucket.models.name}"
+    GCP_PROJECT     = var.project_id
+    API_KEYS_FILE   = "${local.secret_files.api_keys.mount_path}/${local.secret_files.api_keys.path}"
+    ADMIN_KEY_FILE  = "${local.secret_files.admin_key.mount_path}/${local.secret_files.admin_key.path}"
+    REFRESH_SECONDS = tostring(var.refresh_seconds)
+    MAX_RECORDS     = tostring(var.max_records)
+    LOG_LEVEL       = var.log_level
   }
 
   memory_mib = {
@@ -78,6 +95,19 @@ resource "google_cloudfunctions2_function" "fn" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.fn[each.key].email
     environment_variables            = local.function_env
+
+    dynamic "secret_volumes" {
+      for_each = local.secret_files
+      content {
+        mount_path = secret_volumes.value.mount_path
+        project_id = var.project_id
+        secret     = secret_volumes.value.secret
+        versions {
+          version = "latest"
+          path    = secret_volumes.value.path
+        }
+      }
+    }
   }
 
   lifecycle {

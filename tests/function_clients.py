@@ -70,8 +70,8 @@ DEFAULT_METRICS = {"classify": "f1_score", "regress": "rmse_log"}
 # Everything velocast.service / velocast.auth read: cleared before each load so the
 # developer's shell cannot change what a test sees.
 SERVICE_ENV = ("MODEL_STORE", "REFRESH_SECONDS", "MAX_RECORDS", "MAX_BODY_BYTES", "GCP_PROJECT",
-               "GOOGLE_CLOUD_PROJECT", "ONNX_THREADS", "API_KEYS", "ADMIN_KEY", "API_KEYS_SECRET",
-               "ADMIN_KEY_SECRET", "SECRET_TTL_SECONDS", "SECRET_MANAGER_EMULATOR_HOST",
+               "GOOGLE_CLOUD_PROJECT", "ONNX_THREADS", "API_KEYS", "ADMIN_KEY", "API_KEYS_FILE",
+               "ADMIN_KEY_FILE", "API_KEYS_SECRET", "ADMIN_KEY_SECRET", "SECRET_TTL_SECONDS",
                "LOG_LEVEL", "STORAGE_EMULATOR_HOST")
 
 

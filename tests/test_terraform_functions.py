@@ -34,8 +34,8 @@ def tf():
 FUNCTION_ENV = {
     "MODEL_STORE",
     "GCP_PROJECT",
-    "API_KEYS_SECRET",
-    "ADMIN_KEY_SECRET",
+    "API_KEYS_FILE",
+    "ADMIN_KEY_FILE",
     "REFRESH_SECONDS",
     "MAX_RECORDS",
     "LOG_LEVEL",
@@ -144,11 +144,12 @@ def test_function_build_and_runtime(tf, fn):
     env = tf["locals"]["function_env"]
     assert set(env) == FUNCTION_ENV
     assert env["MODEL_STORE"] == "gs://${google_storage_bucket.models.name}"
-    assert env["API_KEYS_SECRET"] == "${google_secret_manager_secret.api_keys.secret_id}"
-    assert env["ADMIN_KEY_SECRET"] == "${google_secret_manager_secret.admin_key.secret_id}"
+    assert env["API_KEYS_FILE"] == "${local.secret_files.api_keys.mount_path}/${local.secret_files.api_keys.path}"
+    assert env["ADMIN_KEY_FILE"] == "${local.secret_files.admin_key.mount_path}/${local.secret_files.admin_key.path}"
 
     # Secrets are read at run time, never baked into the revision.
     assert "secret_environment_variables" not in service
+    assert not [k for k in env if k.endswith("_SECRET")], env
 
     # Memory must fit the CPU, checked per function at plan time.
     conditions = _text(body["lifecycle"])
@@ -184,6 +185,38 @@ def test_no_per_function_variables_left(tf):
         assert not [v for v in tf["variable"] if v.startswith(f"{fn}_")], fn
     for old in ("available_cpu", "min_instances", "max_instances", "concurrency", "timeout_seconds"):
         assert old not in tf["variable"], f"{old} belongs in var.functions"
+
+
+# Cloud Functions' SecretVolume.mount_path: "Restricted mount paths: /cloudsql,
+# /dev/log, /pod, /proc, /var/log".
+RESTRICTED_MOUNTS = ("/cloudsql", "/dev/log", "/pod", "/proc", "/var/log")
+
+
+def test_keys_are_secret_volumes_read_at_latest(tf):
+    service = _block(tf["resource"]["google_cloudfunctions2_function.fn"], "service_config")
+    [dynamic] = [d["secret_volumes"] for d in service["dynamic"] if "secret_volumes" in d]
+    assert dynamic["for_each"] == "${local.secret_files}"
+    [content] = dynamic["content"]
+    assert content["mount_path"] == "${secret_volumes.value.mount_path}"
+    assert content["secret"] == "${secret_volumes.value.secret}"
+    assert content["project_id"] == "${var.project_id}"
+    # "latest", re-read by the platform on every read of the file: rotation needs no redeploy.
+    assert content["versions"] == [{"version": "latest", "path": "${secret_volumes.value.path}"}]
+
+    files = tf["locals"]["secret_files"]
+    assert {name: f["secret"] for name, f in files.items()} == {
+        "api_keys": "${google_secret_manager_secret.api_keys.secret_id}",
+        "admin_key": "${google_secret_manager_secret.admin_key.secret_id}",
+    }
+    # The paths velocast.auth documents, each secret on a mount of its own (a mount
+    # shadows its folder), none nested in another or in a restricted path.
+    paths = {name: f"{f['mount_path']}/{f['path']}" for name, f in files.items()}
+    assert paths == {"api_keys": "/etc/secrets/api-keys/keys", "admin_key": "/etc/secrets/admin-key/key"}
+    mounts = [f["mount_path"] for f in files.values()]
+    for mount in mounts:
+        assert not mount.startswith(RESTRICTED_MOUNTS), mount
+        assert not [m for m in mounts if m != mount and m.startswith(mount + "/")], mounts
+    assert len(set(mounts)) == len(mounts)
 
 
 def test_ingress_is_a_validated_choice(tf):

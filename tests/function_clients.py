@@ -37,9 +37,11 @@ from pathlib import Path
 
 import pytest
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
-SOURCES = {name: ROOT / "functions" / name / "main.py" for name in ("classify", "regress")}
+SOURCES = {name: ROOT / "functions" / name / "main.py" for name in TASK_NAMES}
 
 # The bodies the old system's clients send today (DESIGN.md, HTTP contract).
 OLD_RECORD = {

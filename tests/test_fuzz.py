@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from tests.function_clients import load_function
 from velocast.registry import TASK_METRICS
+from velocast.tasks import TASK_NAMES
 from velocast.train.sample import COUNTERS
 
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 MODEL_TYPES = {"classify": ("affluence",), "regress": ("gbdt", "rf", "nn")}
 KNOWN = [name for name, _site, _coordinates, _level in COUNTERS]
 MAX_RECORDS = 10_000

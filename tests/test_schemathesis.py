@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from tests.function_clients import ROOT, VENV_BIN, Server
+from velocast.tasks import TASK_NAMES
 
 SPEC = ROOT / "openapi.yaml"
 CLI = VENV_BIN / "schemathesis"
@@ -42,7 +43,7 @@ pytestmark = pytest.mark.skipif(not CLI.exists(), reason=f"schemathesis not inst
 def servers(trained_store):
     started: list[Server] = []
     try:
-        for name in ("classify", "regress"):
+        for name in TASK_NAMES:
             server = Server(name, {"MODEL_STORE": str(trained_store), "REFRESH_SECONDS": "3600"})
             started.append(server)
             server.start()

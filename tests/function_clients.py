@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 SOURCES = {name: ROOT / "functions" / name / "main.py" for name in TASK_NAMES}
 
-# The bodies the old system's clients send today (DESIGN.md, HTTP contract).
+# The bodies the old system's clients send today (README, Using the functions; docs/architecture.md, Request path).
 OLD_RECORD = {
     "nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",
     "date_et_heure_de_comptage": "2025-05-17 18:00:00+02:00",

@@ -27,7 +27,7 @@ SEED = 20250517
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance",
           "negative_data_rejection")
-# 413 is this API's answer to a request above its limits (DESIGN.md), e.g. the
+# 413 is this API's answer to a request above its limits (docs/architecture.md, Request path, step 5), e.g. the
 # 10,001 records schemathesis sends past `maxItems`; its default list lacks it.
 CONFIG = """
 [checks.negative_data_rejection]

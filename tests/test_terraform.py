@@ -1,10 +1,10 @@
 """Static checks of the Terraform configuration (no provider, no cloud access).
 
 `terraform validate` cannot run offline (it needs the provider schemas), so the
-security properties that matter are asserted on the parsed HCL instead
-(tests/tf_hcl.py): who holds which role on what, that nothing secret reaches the
-state. The functions themselves are test_terraform_functions.py. The formatting
-check and the checkov scan run the real tools.
+security properties that matter are asserted on the parsed HCL instead: who
+holds which role on what, that nothing secret reaches the state, that a code
+change redeploys. The formatting check and the checkov scan run the real tools.
+IAM is tests/test_terraform_iam.py; the parsing, tests/terraform_config.py.
 """
 
 from __future__ import annotations
@@ -16,29 +16,21 @@ import subprocess
 
 import pytest
 
-from tests.tf_hcl import (
+pytest.register_assert_rewrite("tests.terraform_config")
+
+from tests.terraform_config import (  # noqa: E402
     FUNCTION_SAS,
     ROOT,
-    RUNTIME_SAS,
     TF_DIR,
     TF_FILES,
-    _bindings_of,
     _block,
     _functions,
-    _iam_bindings,
     _load,
     _of_type,
-    _roles,
-    _sa_ref,
-    _strings,
     _text,
-    load_tf,
 )
 
-
-@pytest.fixture(scope="module")
-def tf():
-    return load_tf()
+pytest_plugins = ["tests.terraform_config"]
 
 
 # ---------------------------------------------------------------------------
@@ -179,97 +171,6 @@ def test_apis_enabled_and_kept_on_destroy(tf):
 
 
 # ---------------------------------------------------------------------------
-# IAM: least privilege
-# ---------------------------------------------------------------------------
-
-
-def test_no_runtime_sa_has_a_project_level_role(tf):
-    project_level = {
-        k: v
-        for k, v in tf["resource"].items()
-        if k.split(".", 1)[0]
-        in {"google_project_iam_member", "google_project_iam_binding", "google_project_iam_policy"}
-    }
-    for sa in RUNTIME_SAS:
-        ref = _sa_ref(sa)
-        offenders = [k for k, v in project_level.items() if ref.search(_text(v))]
-        assert not offenders, f"{sa} has project-level roles via {offenders}"
-    offenders = [k for k, v in project_level.items() if "google_service_account.fn" in _text(v)]
-    assert not offenders, f"function SAs have project-level roles via {offenders}"
-    # Whatever is project-level belongs to the build account and nobody else.
-    for name, body in project_level.items():
-        assert _sa_ref("build").search(body.get("member", "")), f"{name} is not for the build SA"
-
-
-def test_trainer_can_create_and_read_models_but_not_delete(tf):
-    bindings = _bindings_of(tf, "trainer")
-    grants = {
-        (k.split(".", 1)[0], role)
-        for k, v in bindings.items()
-        if k.split(".", 1)[0] != "google_service_account_iam_member"  # who may impersonate it
-        for role in _roles(v)
-    }
-    assert grants == {
-        ("google_storage_bucket_iam_member", "roles/storage.objectCreator"),
-        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
-    }, grants
-    for key, body in bindings.items():
-        if key.startswith("google_storage_bucket_iam_member."):
-            assert body["bucket"] == "${google_storage_bucket.models.name}", key
-
-
-def test_models_bucket_readers_and_writers(tf):
-    on_models = {
-        k: v
-        for k, v in _of_type(tf, "google_storage_bucket_iam_member").items()
-        if v["bucket"] == "${google_storage_bucket.models.name}"
-    }
-    members = set()
-    for key, body in on_models.items():
-        member = re.sub(r"^\$\{|\.member\}$", "", body["member"])
-        if member == "google_service_account.fn[each.key]":
-            # for_each over local.functions: one binding per function account.
-            assert body["for_each"] == "${local.functions}", key
-            members |= {f'google_service_account.fn["{fn}"]' for fn in _functions(tf)}
-        else:
-            members.add(member)
-    assert members == {'google_service_account.fn["classify"]', 'google_service_account.fn["regress"]'} | {
-        f"google_service_account.{sa}" for sa in RUNTIME_SAS if sa not in FUNCTION_SAS
-    }
-    for body in on_models.values():
-        assert _roles(body) <= {"roles/storage.objectViewer", "roles/storage.objectCreator"}
-
-
-def test_build_sa_roles(tf):
-    grants = {role for v in _bindings_of(tf, "build").values() for role in _roles(v)}
-    assert {"roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"} <= grants
-    assert not any(r in grants for r in ("roles/owner", "roles/editor", "roles/storage.admin"))
-
-
-def test_no_broad_roles_anywhere(tf):
-    for name, body in _iam_bindings(tf).items():
-        for role in _roles(body):
-            assert role not in {"roles/owner", "roles/editor", "roles/viewer"}, name
-            assert not role.endswith(".admin"), f"{name} grants {role}"
-
-
-def test_all_users_only_under_var_public(tf):
-    found = False
-    for kind in ("resource", "data", "locals"):
-        for s in _strings(tf[kind]):
-            if "allAuthenticatedUsers" in s:
-                pytest.fail(f"allAuthenticatedUsers granted: {s}")
-            if "allUsers" in s:
-                found = True
-                assert re.search(r'var\.public\s*\?\s*\[\s*"allUsers"\s*\]', s), s
-    assert found, "var.public no longer grants allUsers; update this test"
-
-
-def test_no_service_account_keys(tf):
-    assert not _of_type(tf, "google_service_account_key")
-
-
-# ---------------------------------------------------------------------------
 # Secrets
 # ---------------------------------------------------------------------------
 
@@ -323,11 +224,6 @@ def test_sources_bucket_expires_old_zips(tf):
     sources = tf["resource"]["google_storage_bucket.sources"]
     conditions = [_block(rule, "condition") for rule in sources["lifecycle_rule"]]
     assert any("age" in c for c in conditions)
-
-
-# ---------------------------------------------------------------------------
-# Functions
-# ---------------------------------------------------------------------------
 
 
 def test_checkov_skips_carry_reasons():

@@ -1,8 +1,8 @@
 """The functions in Terraform: one typed map (`var.functions`), one for_each per
 per-function resource, outputs keyed by function, API keys mounted from Secret
-Manager. Checked on the parsed HCL (tests/tf_hcl.py); the map's validations and
+Manager. Checked on the parsed HCL (tests/terraform_config.py); the map's validations and
 the plan-time preconditions are run by the real terraform binary on a
-provider-free extract (test_terraform_functions_plan.py).
+provider-free extract (test_terraform_functions_plan.py, tests/tf_plan.py).
 """
 
 from __future__ import annotations
@@ -11,35 +11,22 @@ import re
 
 import pytest
 
-from tests.tf_hcl import (
+pytest.register_assert_rewrite("tests.terraform_config")
+
+from tests.terraform_config import (  # noqa: E402
+    FUNCTION_ENV,
     FUNCTION_SAS,
-    _bindings_of,
     _block,
     _functions,
     _iterates_functions,
     _object_attributes,
     _optional_defaults,
-    _of_type,
-    _roles,
     _text,
-    load_tf,
 )
 
-
-@pytest.fixture(scope="module")
-def tf():
-    return load_tf()
+pytest_plugins = ["tests.terraform_config"]
 
 
-FUNCTION_ENV = {
-    "MODEL_STORE",
-    "GCP_PROJECT",
-    "API_KEYS_FILE",
-    "ADMIN_KEY_FILE",
-    "REFRESH_SECONDS",
-    "MAX_RECORDS",
-    "LOG_LEVEL",
-}
 # Every attribute of a var.functions entry and where the function resource uses it.
 SERVICE_ATTRIBUTES = {
     "memory": "available_memory",
@@ -225,41 +212,3 @@ def test_ingress_is_a_validated_choice(tf):
     condition = var["validation"][0]["condition"]
     for value in ("ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"):
         assert value in condition
-
-
-@pytest.mark.parametrize("sa", FUNCTION_SAS)
-def test_function_sa_holds_exactly_models_reader_and_secret_accessor(tf, sa):
-    bindings = _bindings_of(tf, sa)
-    grants = {(k.split(".", 1)[0], role) for k, v in bindings.items() for role in _roles(v)}
-    assert grants == {
-        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
-        ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
-    }, grants
-
-    assert sa in _functions(tf)
-    for key, body in bindings.items():
-        # A binding written with each.* must range over every function.
-        if "each." in body.get("member", ""):
-            assert _iterates_functions(body), f"{key} does not iterate over local.functions"
-        if key.startswith("google_storage_bucket_iam_member."):
-            assert body["bucket"] == "${google_storage_bucket.models.name}", key
-        else:
-            text = _text(body)
-            assert "google_secret_manager_secret.api_keys" in text, key
-            assert "google_secret_manager_secret.admin_key" in text, key
-
-
-def test_invokers_use_run_invoker_on_each_function(tf):
-    invokers = _of_type(tf, "google_cloud_run_v2_service_iam_member")
-    assert set(invokers) == {"google_cloud_run_v2_service_iam_member.fn_invoker"}
-    for name, body in invokers.items():
-        assert body["role"] == "roles/run.invoker", name
-        assert body["location"] == "${var.region}", name
-        assert "var.invoker_members" in body["for_each"], name
-        # One binding per (function, member): every function gets an invoker.
-        assert "setproduct(keys(local.functions)" in body["for_each"], name
-        assert body["name"] == "${google_cloudfunctions2_function.fn[each.value.function].name}", name
-        assert body["member"] == "${each.value.member}", name
-    # The 1st-gen role or the function-level IAM resource would not grant invocation.
-    assert not _of_type(tf, "google_cloudfunctions2_function_iam_member")
-    assert "roles/cloudfunctions.invoker" not in _text(tf["resource"])

@@ -1,8 +1,7 @@
-"""Reading terraform/*.tf with python-hcl2 for the static checks (test_terraform*.py).
-
-`terraform validate` cannot run offline (it needs the provider schemas), so the
-properties that matter are asserted on the parsed HCL.
-"""
+"""The Terraform configuration parsed offline, for the Terraform tests (a pytest plugin:
+``pytest_plugins = ["tests.terraform_config"]`` gives the `tf` fixture) and the
+helpers that read it: resources of a type, every string below a node, the roles a
+binding grants, the bindings that name a service account."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import hcl2
+import pytest
 
 from velocast.tasks import TASK_NAMES
 
@@ -21,6 +21,20 @@ TF_FILES = sorted(TF_DIR.glob("*.tf"))
 # One function (and one runtime service account) per Task.
 FUNCTION_SAS = TASK_NAMES
 RUNTIME_SAS = (*TASK_NAMES, "trainer")
+FUNCTION_ENV = {
+    "MODEL_STORE",
+    "GCP_PROJECT",
+    "API_KEYS_FILE",
+    "ADMIN_KEY_FILE",
+    "REFRESH_SECONDS",
+    "MAX_RECORDS",
+    "LOG_LEVEL",
+}
+
+
+# ---------------------------------------------------------------------------
+# Parsing helpers
+# ---------------------------------------------------------------------------
 
 
 def _unquote(value: Any) -> Any:
@@ -42,6 +56,36 @@ def _unquote(value: Any) -> Any:
 def _load(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as fh:
         return _unquote(hcl2.load(fh))
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict[str, dict[str, Any]]:
+    """All .tf files merged into {kind: {label: body}} (resources keyed "type.name")."""
+    assert TF_FILES, f"no .tf files in {TF_DIR}"
+    merged: dict[str, dict[str, Any]] = {
+        "resource": {},
+        "data": {},
+        "variable": {},
+        "output": {},
+        "locals": {},
+    }
+    for path in TF_FILES:
+        doc = _load(path)
+        for kind in ("resource", "data"):
+            for entry in doc.get(kind, []):
+                for rtype, named in entry.items():
+                    for name, body in named.items():
+                        key = f"{rtype}.{name}"
+                        assert key not in merged[kind], f"{kind} {key} declared twice"
+                        merged[kind][key] = body
+        for kind in ("variable", "output"):
+            for entry in doc.get(kind, []):
+                for name, body in entry.items():
+                    assert name not in merged[kind], f"{kind} {name} declared twice"
+                    merged[kind][name] = body
+        for entry in doc.get("locals", []):
+            merged["locals"].update(entry)
+    return merged
 
 
 def _of_type(tf: dict, rtype: str) -> dict[str, Any]:
@@ -132,32 +176,3 @@ def _iam_bindings(tf: dict) -> dict[str, Any]:
 def _bindings_of(tf: dict, sa: str) -> dict[str, Any]:
     ref = _sa_ref(sa)
     return {k: v for k, v in _iam_bindings(tf).items() if ref.search(_text(v))}
-
-
-def load_tf() -> dict[str, dict[str, Any]]:
-    """All .tf files merged into {kind: {label: body}} (resources keyed "type.name")."""
-    assert TF_FILES, f"no .tf files in {TF_DIR}"
-    merged: dict[str, dict[str, Any]] = {
-        "resource": {},
-        "data": {},
-        "variable": {},
-        "output": {},
-        "locals": {},
-    }
-    for path in TF_FILES:
-        doc = _load(path)
-        for kind in ("resource", "data"):
-            for entry in doc.get(kind, []):
-                for rtype, named in entry.items():
-                    for name, body in named.items():
-                        key = f"{rtype}.{name}"
-                        assert key not in merged[kind], f"{kind} {key} declared twice"
-                        merged[kind][key] = body
-        for kind in ("variable", "output"):
-            for entry in doc.get(kind, []):
-                for name, body in entry.items():
-                    assert name not in merged[kind], f"{kind} {name} declared twice"
-                    merged[kind][name] = body
-        for entry in doc.get("locals", []):
-            merged["locals"].update(entry)
-    return merged

@@ -1,7 +1,7 @@
 """README "Adding a function", followed word for word on a copy of the project.
 
-The README's own snippets (the Task entry, main.py, the Terraform map entry, the
-requirements copy) are applied to a copy of shared/velocast, functions/, the
+The README's own snippets and commands (the Task entry, the copy-and-rename of a
+function folder, the Terraform map entry) are applied to a copy of shared/velocast, functions/, the
 packaging script and terraform/; then the new function is packaged, given a model
 through the registry, served by functions-framework from its bundle over loopback
 HTTP, listed by the models CLI, and planned by terraform. Training a new model type
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.function_clients import OLD_BODIES
 from tests.tf_plan import functions_module, resolved, terraform
+from velocast.dev.bodies import OLD_BODIES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -35,18 +35,20 @@ NAME = "peak"
 
 
 def walkthrough() -> dict[str, str]:
-    """The README section's snippets, by what they are."""
+    """The README section's snippets and commands, by what they are."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = re.search(r"^## Adding a function\n(.*?)^## ", readme, re.S | re.M)
     assert section, "README has no 'Adding a function' section"
     fences = re.findall(r"^( *)```(\w+)\n(.*?)^ *```", section.group(1), re.S | re.M)
-    assert [lang for _, lang, _ in fences] == ["python", "python", "hcl"], fences
+    assert [lang for _, lang, _ in fences] == ["python", "hcl"], fences
     # Strip the list item's indentation only: what is left is what goes in the file.
-    blocks = [re.sub(rf"^{indent}", "", code, flags=re.M) for indent, _, code in fences]
-    copy = re.search(r"`cp (functions/\w+/requirements\.txt) (functions/\w+/)`", section.group(1))
-    assert copy, "the requirements copy is not in the walkthrough"
-    task, main, entry = blocks
-    return {"task": task, "main": main, "entry": entry, "cp_from": copy.group(1), "cp_to": copy.group(2)}
+    task, entry = (re.sub(rf"^{indent}", "", code, flags=re.M) for indent, _, code in fences)
+    copy = re.search(r"`cp -r (functions/\w+) (functions/\w+)`, then replace every `(\w+)` by "
+                     r"`(\w+)` in\s+`(functions/\w+/main\.py)`", section.group(1))
+    assert copy, "the copy-and-rename step is not in the walkthrough"
+    source, target, old, new, main = copy.groups()
+    return {"task": task, "entry": entry, "source": source, "target": target, "old": old,
+            "new": new, "main": main}
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +67,13 @@ def tree(tmp_path_factory) -> Path:
     text = tasks.read_text(encoding="utf-8")
     end = text.index("\n}\nTASK_NAMES")
     tasks.write_text(text[:end + 1] + steps["task"] + text[end + 1:], encoding="utf-8")
-    # 2. The entry point and its requirements.
-    assert steps["cp_to"] == f"functions/{NAME}/"
-    (tree / steps["cp_to"]).mkdir()
-    (tree / steps["cp_to"] / "main.py").write_text(steps["main"], encoding="utf-8")
-    shutil.copy(tree / steps["cp_from"], tree / steps["cp_to"])
+    # 2. The entry point: a copy of another function's folder, renamed.
+    assert (steps["target"], steps["new"], steps["main"]) == (f"functions/{NAME}", NAME,
+                                                              f"functions/{NAME}/main.py")
+    shutil.copytree(tree / steps["source"], tree / steps["target"])
+    main = tree / steps["main"]
+    main.write_text(re.sub(rf"\b{steps['old']}\b", steps["new"], main.read_text(encoding="utf-8")),
+                    encoding="utf-8")
     # 3. The map entry, in the default of variable "functions".
     variables = tree / "terraform" / "variables.tf"
     text = variables.read_text(encoding="utf-8")
@@ -175,7 +179,10 @@ def server(tree, bundle, store):
 
 def test_the_bundle_is_built_like_the_others(tree, bundle):
     assert (bundle / "main.py").read_text() == (tree / "functions" / NAME / "main.py").read_text()
-    assert (bundle / "requirements.txt").read_text() == (ROOT / "functions" / "regress" / "requirements.txt").read_text()
+    assert (bundle / "requirements.txt").read_text() == \
+        (ROOT / "functions" / "regress" / "requirements.txt").read_text()
+    main = (bundle / "main.py").read_text()
+    assert 'Service("peak")' in main and "def peak(request)" in main and "regress" not in main
     assert f'"{NAME}": Task(' in (bundle / "velocast" / "tasks.py").read_text()
     assert not (bundle / "velocast" / "train").exists()
     for name in ("classify", "regress"):

@@ -1,10 +1,14 @@
-"""Shared by test_auth*.py: key files in a tmp dir, laid out as Terraform mounts the
-secrets (terraform/functions.tf), a fake clock and a counter around the real reader."""
+"""Shared by test_auth*.py (a pytest plugin: ``pytest_plugins = ["tests.auth_files"]``
+gives the `clock`, `files` and `reads` fixtures): key files in a tmp dir, laid out as
+Terraform mounts the secrets (terraform/functions.tf), a fake clock and a counter
+around the real reader."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+import pytest
 
 from velocast import auth
 from velocast.auth import AuthError, KeyRing
@@ -65,3 +69,18 @@ def status_of(check, headers) -> int:
 
 def auth_records(caplog, level: int) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "velocast.auth" and r.levelno == level]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def files(tmp_path) -> KeyFiles:
+    return KeyFiles(tmp_path / "secrets")
+
+
+@pytest.fixture
+def reads() -> Reads:
+    return Reads()

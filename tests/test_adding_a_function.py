@@ -11,26 +11,21 @@ published for the new task through velocast.registry.publish like training does.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.tf_plan import functions_module, resolved, terraform
 from velocast.dev.bodies import OLD_BODIES
+from velocast.dev.servers import FunctionServer
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 NAME = "peak"
 
 
@@ -131,50 +126,19 @@ print(registry.publish(target, registry.read_model_bytes(source, entry), card).v
     return store
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+def _call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    response = requests.request(method, url, json=body, timeout=30)
+    return response.status_code, response.json()
 
 
 @pytest.fixture(scope="module")
 def server(tree, bundle, store):
-    port = _free_port()
     # The bundle first on the path: the dev venv's editable velocast (without the new
     # Task) must not be what serves. Finding the Task at all proves it is the bundle's.
     env = _env(tree, MODEL_STORE=str(store), PYTHONPATH=str(bundle))
-    process = subprocess.Popen(
-        [str(BIN / "functions-framework"), f"--target={NAME}", "--source=main.py", f"--port={port}",
-         "--host=127.0.0.1"], cwd=bundle, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stderr.read()
-            try:
-                if _http("GET", f"{url}/health")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "the new function never got healthy"
-            time.sleep(0.2)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
+    with FunctionServer(NAME, source=bundle / "main.py", env=env, cwd=bundle) as running:
+        running.wait_ready(ok=lambda status: status == 200)
+        yield running.url
 
 
 def test_the_bundle_is_built_like_the_others(tree, bundle):
@@ -189,20 +153,20 @@ def test_the_bundle_is_built_like_the_others(tree, bundle):
         assert (tree / "build" / name / "main.py").is_file()
 
 
-def test_the_new_function_answers_over_http(server):
-    status, health = _http("GET", f"{server}/health")
+def test_the_new_function_answers_over_call(server):
+    status, health = _call("GET", f"{server}/health")
     assert health["task"] == NAME and [m["type"] for m in health["models"]] == ["peaknn"]
 
-    status, body = _http("POST", f"{server}/predict", {"records": OLD_BODIES["regress"]["records"] * 2})
+    status, body = _call("POST", f"{server}/predict", {"records": OLD_BODIES["regress"]["records"] * 2})
     assert status == 200, body
     # The answer is the Task's response: 0/1 per record, no classifier label.
     assert body["predictions"] in ([0, 0], [1, 1]) and "label" not in body
     assert (body["model"]["task"], body["model"]["type"]) == (NAME, "peaknn")
     assert body["model"]["metric"] == "rmse_log"  # the Task's first metric is its default
 
-    status, models = _http("GET", f"{server}/models")
+    status, models = _call("GET", f"{server}/models")
     assert status == 200 and [m["model_type"] for m in models["models"]] == ["peaknn"]
-    status, error = _http("POST", f"{server}/predict", {**OLD_BODIES["regress"], "model_type": "gbdt"})
+    status, error = _call("POST", f"{server}/predict", {**OLD_BODIES["regress"], "model_type": "gbdt"})
     assert status == 422 and error["error"]["details"][0]["field"] == "model_type"
 
 

@@ -12,25 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth_files import FakeClock, KeyFiles, Reads, auth_records, no_file_read, ring_for, status_of
-from velocast.auth import AuthError, KeyRing
+pytest.register_assert_rewrite("tests.auth_files")
+
+from tests.auth_files import auth_records, no_file_read, ring_for, status_of  # noqa: E402
+from velocast.auth import AuthError, KeyRing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def files(tmp_path) -> KeyFiles:
-    return KeyFiles(tmp_path / "secrets")
-
-
-@pytest.fixture
-def reads() -> Reads:
-    return Reads()
+pytest_plugins = ["tests.auth_files"]
 
 
 # -- client keys from a file ---------------------------------------------------

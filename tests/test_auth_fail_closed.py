@@ -13,24 +13,14 @@ import time
 
 import pytest
 
-from tests.auth_files import FakeClock, KeyFiles, Reads, auth_records, ring_for, status_of
-from velocast import auth
-from velocast.auth import AuthError
+pytest.register_assert_rewrite("tests.auth_files")
+
+from tests.auth_files import KeyFiles, auth_records, ring_for, status_of  # noqa: E402
+from velocast import auth  # noqa: E402
+from velocast.auth import AuthError  # noqa: E402
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def files(tmp_path) -> KeyFiles:
-    return KeyFiles(tmp_path / "secrets")
-
-
-@pytest.fixture
-def reads() -> Reads:
-    return Reads()
+pytest_plugins = ["tests.auth_files"]
 
 
 def test_missing_file_fails_closed_and_recovers(files, clock, reads, caplog):

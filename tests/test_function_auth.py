@@ -21,9 +21,11 @@ from pathlib import Path
 import functions_framework
 import pytest
 
-from tests.auth_files import KeyFiles
-from tests.function_clients import OLD_BODIES
-from velocast import auth
+pytest.register_assert_rewrite("tests.auth_files")
+
+from tests.auth_files import KeyFiles  # noqa: E402
+from tests.function_clients import OLD_BODIES  # noqa: E402
+from velocast import auth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "regress" / "main.py"

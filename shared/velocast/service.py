@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from velocast import logs, registry
+from velocast import logs, protocols, registry
 from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
 from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
 from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
@@ -62,11 +62,13 @@ class Settings:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str, details=None, headers=None):
+    def __init__(self, status: int, code: str, message: str, details=None, headers=None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details = details or []
         self.headers = headers or {}
+        self.body = body  # another protocol's error shape (BigQuery's {"errorMessage"})
 
 
 def _reject_constant(name: str):
@@ -130,8 +132,8 @@ class Service:
                 body, records = self._route(request)
             except HttpError as exc:
                 status, headers, error_code = exc.status, exc.headers, exc.code
-                body = {"error": {"code": exc.code, "message": exc.message,
-                                  "details": exc.details}}
+                body = exc.body or {"error": {"code": exc.code, "message": exc.message,
+                                              "details": exc.details}}
             except Exception:  # noqa: BLE001  (a 5xx is a bug: log it whole, answer JSON)
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 status, error_code = 500, "internal"
@@ -166,6 +168,7 @@ class Service:
                     "records": records,
                     "latency_ms": round(latency * 1000, 3),
                     "task": self.task,
+                    **protocols.take_log_fields(),
                     **({"error_code": error_code} if error_code else {}),
                 })
 
@@ -186,8 +189,16 @@ class Service:
         if path in REFRESH_ROUTES:
             self._check(self._keys.check_admin, request)
             return self.cache.refresh(), 0
-        self._check(self._keys.check_client, request)
-        return self._predict(request)
+        # Checked in _predict: a BigQuery body carries its key in the body (protocols.py).
+        return self._predict(request, self._denied(self._keys.check_client, request))
+
+    @classmethod
+    def _denied(cls, check, request) -> HttpError | None:
+        try:
+            cls._check(check, request)
+        except HttpError as exc:
+            return exc
+        return None
 
     @staticmethod
     def _check(check, request) -> None:
@@ -236,8 +247,21 @@ class Service:
                             [{"field": "(body)", "reason": f"got {type(body).__name__}"}])
         return body
 
-    def _predict(self, request) -> tuple[dict, int]:
-        body = self._read_json(request)
+    def _predict(self, request, denied: HttpError | None = None) -> tuple[dict, int]:
+        try:
+            body = self._read_json(request)
+        except HttpError:
+            if denied is not None:
+                raise denied from None
+            raise
+        handler = protocols.detect(body)  # BigQuery remote functions, Vertex AI
+        if handler is not None:
+            return handler(self, body, denied)
+        if denied is not None:
+            raise denied
+        return self.predict_records(body)
+
+    def predict_records(self, body: dict) -> tuple[dict, int]:
         records = body.get("records")
         if isinstance(records, list) and len(records) > self.settings.max_records:
             raise HttpError(413, "too_many_records",

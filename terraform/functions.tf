@@ -28,8 +28,12 @@ locals {
     API_KEYS_SECRET  = google_secret_manager_secret.api_keys.secret_id
     ADMIN_KEY_SECRET = google_secret_manager_secret.admin_key.secret_id
     REFRESH_SECONDS  = tostring(var.refresh_seconds)
-    MAX_RECORDS      = tostring(var.max_records)
-    LOG_LEVEL        = var.log_level
+    # A BigQuery batch is one request: it must fit (bigquery.tf).
+    MAX_RECORDS = tostring(var.bigquery ? max(var.max_records, var.bigquery_max_batching_rows) : var.max_records)
+    LOG_LEVEL   = var.log_level
+    # functions-framework's gunicorn threads (default 4 per CPU): one per
+    # request Cloud Run may send at once, so none queues inside the instance.
+    THREADS = tostring(var.concurrency)
   }
 
   # Cloud Run's CPU/memory envelope, checked at plan time rather than as an

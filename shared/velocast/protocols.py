@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+from operator import itemgetter
 from types import SimpleNamespace
 
 import numpy as np
@@ -144,39 +145,59 @@ def _finite(value) -> float:
     return math.nan  # null, "NaN", "Infinity", anything else: no usable coordinate
 
 
+def _floats(column: tuple) -> np.ndarray:
+    """A FLOAT64 column; anything not a finite number becomes NaN (no coordinate)."""
+    try:
+        # One C loop: null -> NaN, "NaN"/"Infinity" -> non-finite. Falls back to a
+        # Python loop when a value is not a number (a list, a word).
+        values = np.array(column, dtype=np.float64)
+        if values.ndim != 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        values = np.array([_finite(v) for v in column], dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _names(column: tuple) -> list:
+    # A batch holds few distinct counters: check each once.
+    clean = {n: (n.strip() if 0 < len(n) <= MAX_NAME_LENGTH and n.strip() else None)
+             for n in {n for n in column if type(n) is str}}
+    return [clean[n] if type(n) is str else None for n in column]
+
+
+def _epochs(column: tuple) -> np.ndarray:
+    # ... and few distinct hours: parse each string once.
+    epochs: dict[str, float] = {}
+    for text in {t for t in column if type(t) is str}:
+        try:
+            epochs[text] = parse_timestamp(text)
+        except ValueError:
+            epochs[text] = math.nan
+    return np.array([epochs[t] if type(t) is str else math.nan for t in column],
+                    dtype=np.float64)
+
+
 def _parse_calls(calls: list) -> tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Names, epochs, latitudes, longitudes and a usable-row mask; a wrong arity or a
-    call that is not a list fails the whole request (the routine is misdeclared)."""
+    """Names, epochs, latitudes, longitudes and a usable-row mask, column by column (a
+    row-by-row loop was 25 % of a 5,000-row request: bench/README.md). A wrong arity or
+    a call that is not a list fails the whole request (the routine is misdeclared)."""
     arity = len(BIGQUERY_ARGUMENTS)
-    n = len(calls)
-    names: list = [None] * n
-    epochs = np.full(n, math.nan)
-    lats = np.full(n, math.nan)
-    lons = np.full(n, math.nan)
-    # A batch repeats the same hours across counters: parse each string once.
-    seen_times: dict[str, float] = {}
-    for i, call in enumerate(calls):
-        if type(call) is not list or len(call) != arity:
-            got = f"{len(call)} argument(s)" if isinstance(call, list) else type(call).__name__
-            raise _error(400, "invalid_request",
-                         f"calls[{i}]: expected {arity} arguments "
-                         f"({', '.join(a for a, _ in BIGQUERY_ARGUMENTS)}), got {got}")
-        name, moment, lat, lon = call
-        if type(name) is str and 0 < len(name) <= MAX_NAME_LENGTH and name.strip():
-            names[i] = name.strip()
-        if type(moment) is str:
-            epoch = seen_times.get(moment)
-            if epoch is None:
-                try:
-                    epoch = parse_timestamp(moment)
-                except ValueError:
-                    epoch = math.nan
-                seen_times[moment] = epoch
-            epochs[i] = epoch
-        lats[i] = _finite(lat)
-        lons[i] = _finite(lon)
-    usable = np.isfinite(epochs) & np.array([x is not None for x in names], dtype=bool)
-    return names, epochs, lats, lons, usable
+    if not all(type(call) is list and len(call) == arity for call in calls):
+        i, call = next((i, c) for i, c in enumerate(calls)
+                       if type(c) is not list or len(c) != arity)
+        got = f"{len(call)} argument(s)" if isinstance(call, list) else type(call).__name__
+        raise _error(400, "invalid_request",
+                     f"calls[{i}]: expected {arity} arguments "
+                     f"({', '.join(a for a, _ in BIGQUERY_ARGUMENTS)}), got {got}")
+    if not calls:
+        return [], *(np.empty(0) for _ in range(3)), np.empty(0, dtype=bool)
+    # itemgetter columns: zip(*calls) with 5,000 arguments took 4x longer.
+    names = _names(list(map(itemgetter(0), calls)))
+    epochs = _epochs(list(map(itemgetter(1), calls)))
+    usable = np.isfinite(epochs) & np.fromiter((n is not None for n in names), bool, len(names))
+    return (names, epochs, _floats(list(map(itemgetter(2), calls))),
+            _floats(list(map(itemgetter(3), calls))), usable)
 
 
 def _scorable(names, lats, lons, usable, table) -> np.ndarray:

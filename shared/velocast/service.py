@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from velocast import logs, protocols, registry
 from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
@@ -314,7 +315,8 @@ class Service:
 
 def finite(values) -> list[float]:
     """JSON has no NaN: a non-finite model output is a bug, surfaced as such."""
-    out = [float(v) for v in values]
-    if not all(math.isfinite(v) for v in out):
+    # One numpy pass: converting element by element was ~10 % of a 5,000-row batch.
+    out = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.isfinite(out).all():
         raise ValueError("model produced a non-finite output")
-    return out
+    return out.tolist()

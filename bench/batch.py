@@ -186,6 +186,7 @@ def concurrent(fn: Function, body: bytes, rows: int, clients: int, seconds: floa
     latencies.sort()
     return {"clients": clients, "requests": len(latencies), "errors": errors[0],
             "records_per_second": round(rows * len(latencies) / wall),
+            "records_per_cpu_second": round(rows * len(latencies) / cpu) if cpu else None,
             "median_ms": round(1000 * latencies[len(latencies) // 2], 1),
             "max_ms": round(1000 * latencies[-1], 1),
             "cpu_per_wall": round(cpu / wall, 2)}
@@ -197,7 +198,8 @@ def profile(store: str, calls: list, reps: int, out: Path, model_type: str) -> s
 
     import functions_framework  # noqa: PLC0415
 
-    os.environ.update({"MODEL_STORE": store, "API_KEYS": KEY, "MAX_RECORDS": "50000"})
+    os.environ.update({"MODEL_STORE": store, "API_KEYS": KEY, "MAX_RECORDS": "50000",
+                       "LOG_LEVEL": "WARNING"})
     app = functions_framework.create_app("regress", str(ROOT / "functions/regress/main.py"))
     client = app.test_client()
     body = bigquery_body(calls, model_type=model_type)
@@ -286,7 +288,8 @@ def table(results: dict) -> str:
                      f"{row['velocast_bigquery']['ms_per_request']:>15}")
     lines.append("concurrent 5,000-row batches (THREADS = clients):")
     for c in results.get("concurrency", []):
-        lines.append(f"  {c['clients']} client(s): {c['records_per_second']:,} records/s, "
+        lines.append(f"  {c['clients']} client(s): {c['records_per_second']:,} records/s "
+                     f"({c['records_per_cpu_second'] or 0:,} per CPU-second), "
                      f"median {c['median_ms']} ms, max {c['max_ms']} ms, "
                      f"CPU/wall {c['cpu_per_wall']}, errors {c['errors']}")
     return "\n".join(lines)

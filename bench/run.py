@@ -104,7 +104,7 @@ REQUIRED_KEYS = (
     "bundle.classify", "bundle.regress",
     "soak.seconds", "soak.clients", "soak.requests", "soak.errors", "soak.rss_start_mb",
     "soak.rss_end_mb", "soak.rss_growth_pct",
-    "targets", "timings",
+    "targets", "timings", "batch.sizes.500", "batch.concurrency",
 )
 
 
@@ -1332,6 +1332,13 @@ def main(argv=None) -> int:
     bundle["old_estimate_method"] = ("RECORD sizes in the dev venv of " + ", ".join(
         OLD_REQUIREMENTS) + " and their dependencies (no install)")
     lap("bundle")
+    # 7. batch throughput, BigQuery-shaped requests (bench/batch.py) ----------------------
+    import batch  # noqa: PLC0415  (bench/ is sys.path[0] when run as a script)
+    batch_results = batch.run_batch(
+        store, str(old_model), work, model_type="gbdt" if "gbdt" in regress_types
+        else default_entry.model_type,
+        **({"sizes": (500, 5_000), "seconds": 0.5, "clients": (1, 2)} if quick else {}))
+    lap("batch")
 
     # -- assemble -----------------------------------------------------------------------
     old_bytes = old_model.stat().st_size
@@ -1413,6 +1420,7 @@ def main(argv=None) -> int:
         "bundle": bundle,
         "soak": soak,
         "timings": timings,
+        "batch": batch_results,
     }
     targets = [
         judge("inprocess_1record_speedup", min(regress_speedups) if regress_speedups else None),
@@ -1457,6 +1465,7 @@ def main(argv=None) -> int:
     draw_chart(samples, out / "latency.png", title)
 
     print(table(results))
+    print(batch.table(batch_results))
     print(f"\nwrote {out / 'results.json'} and {out / 'latency.png'} in "
           f"{results['meta']['duration_s']:.0f} s")
     return 0

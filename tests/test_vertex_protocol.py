@@ -104,7 +104,7 @@ def test_422_unknown_counter_without_coordinates(classify):
 
 @pytest.mark.parametrize("body, words", [
     ({"instances": {"0": SNAKE_RECORD}}, "must be a list"),
-    ({"instances": []}, "empty"),
+    ({"instances": []}, "non-empty list"),
     ({"instances": [SNAKE_RECORD], "parameters": ["nn"]}, "'parameters' must be a JSON object"),
     ({"instances": [SNAKE_RECORD], "parameters": {"model_type": "xgboost"}}, "xgboost"),
     ({"instances": [SNAKE_RECORD], "parameters": {"output": "busy"}}, "not one of"),

@@ -146,7 +146,8 @@ def _finite(value) -> float:
 
 
 def _floats(column: tuple) -> np.ndarray:
-    """A FLOAT64 column; anything not a finite number becomes NaN (no coordinate)."""
+    """A FLOAT64 column; a value that is not a finite number (null, "NaN", "Infinity",
+    a word) becomes NaN: no coordinate, which only matters for an unknown counter."""
     try:
         # One C loop: null -> NaN, "NaN"/"Infinity" -> non-finite. Falls back to a
         # Python loop when a value is not a number (a list, a word).
@@ -275,6 +276,9 @@ def vertex(service, body: dict, denied=None) -> tuple[dict, int]:
     if denied is not None:
         raise denied
     instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise _error(422, "invalid_request", "'instances' must be a non-empty list of records",
+                     bigquery_body=False)
     parameters = body.get("parameters")
     options = _options(service.task, parameters, "parameters", VERTEX_DEFAULT_OUTPUT, False)
     response, count = service.predict_records(

@@ -103,7 +103,7 @@ def test_422_unknown_counter_without_coordinates(classify):
 
 
 @pytest.mark.parametrize("body, words", [
-    ({"instances": {"0": SNAKE_RECORD}}, "must be a list"),
+    ({"instances": {"0": SNAKE_RECORD}}, "must be a non-empty list"),
     ({"instances": []}, "non-empty list"),
     ({"instances": [SNAKE_RECORD], "parameters": ["nn"]}, "'parameters' must be a JSON object"),
     ({"instances": [SNAKE_RECORD], "parameters": {"model_type": "xgboost"}}, "xgboost"),

@@ -21,12 +21,11 @@ from __future__ import annotations
 import contextvars
 import math
 from operator import itemgetter
-from types import SimpleNamespace
 
 import numpy as np
 
-from velocast.features import MAX_NEIGHBOUR_KM, build_matrix
-from velocast.model_cache import NoModelAvailable, UnknownModelChoice
+from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice
+from velocast.features import MAX_NEIGHBOUR_KM, Records, build_matrix
 from velocast.schema import MAX_NAME_LENGTH, parse_timestamp
 
 # The SQL signature every remote function over these endpoints declares, in order
@@ -70,16 +69,21 @@ def detect(body: dict):
     return None
 
 
+class RemoteFunctionError(ApiError):
+    """An error as BigQuery reads it: {"errorMessage"} (shown to the SQL user)."""
+
+    def body(self) -> dict:
+        return {"errorMessage": self.message}
+
+
 def _error(status: int, code: str, message: str, headers=None, bigquery_body: bool = True):
     """BigQuery gets {"errorMessage"}; a Vertex client the usual error body, with the
     old body's 422 where BigQuery gets a 400."""
-    from velocast.service import HttpError  # noqa: PLC0415  (service imports this module)
-
     if not bigquery_body:
-        return HttpError(422 if status == 400 else status, code, message, headers=headers)
+        return ApiError(422 if status == 400 else status, code, message, headers=headers)
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS - 3] + "..."
-    return HttpError(status, code, message, headers=headers, body={"errorMessage": message})
+    return RemoteFunctionError(status, code, message, headers=headers)
 
 
 def _options(task: str, given, where: str, default_output: dict, bigquery_body: bool) -> dict:
@@ -108,10 +112,10 @@ def _model(service, options: dict, bigquery_body: bool):
     try:
         return service.cache.get(options["model_type"], options["metric"])
     except UnknownModelChoice as exc:
-        raise _error(400, "invalid_request", str(exc), bigquery_body=bigquery_body) from None
+        raise _error(400, "invalid_request", exc.message, bigquery_body=bigquery_body) from None
     except NoModelAvailable as exc:
         # 503 on purpose: BigQuery retries it, and a model appears on the next refresh.
-        raise _error(503, "no_model", str(exc), {"Retry-After": str(exc.retry_after)},
+        raise _error(503, "no_model", exc.message, exc.headers,
                      bigquery_body=bigquery_body) from None
 
 
@@ -235,11 +239,9 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
         if not isinstance(key, str) or not key:
             raise _error(denied.status, denied.code, denied.message + "; a BigQuery remote "
                          "function sends it as userDefinedContext.api_key", denied.headers)
-        from velocast.service import HttpError  # noqa: PLC0415
-
         try:
-            service._check(service._keys.check_client, SimpleNamespace(headers={"X-API-Key": key}))
-        except HttpError as exc:
+            service._keys.check_client({"X-API-Key": key})
+        except ApiError as exc:
             raise _error(exc.status, exc.code, exc.message, exc.headers) from None
     calls = body.get("calls")
     if not isinstance(calls, list):
@@ -257,9 +259,9 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
         model = _model(service, options, True)
         rows = np.flatnonzero(_scorable(names, lats, lons, usable, model.table))
         if len(rows):
-            batch = build_matrix([names[i] for i in rows.tolist()], epochs[rows], lats[rows],
-                                 lons[rows], model.table)
-            response = service.shape_response(model, model.run(batch.matrix), batch)
+            batch = build_matrix(Records([names[i] for i in rows.tolist()], epochs[rows],
+                                         lats[rows], lons[rows]), model.table)
+            response = service.description.response(model.run(batch.matrix), model)
             reply = _replier(service.task, options["output"], response, True)
             for j, i in enumerate(rows.tolist()):
                 replies[i] = reply(j)

@@ -17,94 +17,49 @@ were chosen. `bench/run.py` calls `run_batch`; results go into its results.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+if __package__ in (None, ""):  # `python bench/batch.py`: the repo root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import BENCH, say, tree_cpu_seconds  # noqa: E402
+from velocast.dev.servers import FunctionServer  # noqa: E402
+
+ROOT = BENCH.parent
 KEY = "bench-batch-key"
 SIZES = (500, 5_000, 50_000)
 MIN_SECONDS = 3.0  # per figure: at 100 Hz clock ticks, CPU time is within ~1 %
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def say(message: str) -> None:
-    print(f"[batch] {message}", file=sys.stderr, flush=True)
+def post(fn: FunctionServer, body: bytes, conn=None, headers=None) -> tuple[int, bytes]:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", fn.port, timeout=300)
+    try:
+        conn.request("POST", "/", body=body,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        if own:
+            conn.close()
 
 
-def _tree(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True).stdout.split()
-    return [pid] + [q for p in out for q in _tree(int(p))]
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in _tree(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-class Function:
-    """functions-framework on a free loopback port, its own process group."""
-
-    def __init__(self, target: str, source: Path, env: dict, log: Path):
-        with contextlib.closing(socket.socket()) as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "functions-framework"), f"--target={target}", f"--source={source}",
-             f"--port={self.port}", "--host=127.0.0.1"],
-            env={**os.environ, **env}, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def post(self, body: bytes, conn=None, headers=None) -> tuple[int, bytes]:
-        own = conn is None
-        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        try:
-            conn.request("POST", "/", body=body,
-                         headers={"Content-Type": "application/json", **(headers or {})})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            if own:
-                conn.close()
-
-    def wait(self, body: bytes, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited; see {self.log.name}")
-            with contextlib.suppress(OSError):
-                if self.post(body)[0] == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"no 200 within {timeout} s; see {self.log.name}")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.log.close()
+def started(fn: FunctionServer, body: bytes, headers=None) -> FunctionServer:
+    """Spawned and answering `body` with 200 (the model loaded)."""
+    fn.spawn().wait_ready(120)
+    deadline = time.monotonic() + 120
+    while post(fn, body, headers=headers)[0] != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{fn.name}: no 200 within 120 s; see {fn.log_path}")
+        time.sleep(0.2)
+    return fn
 
 
 def rows_for(store: str, size: int) -> tuple[list, list]:
@@ -138,21 +93,21 @@ def bigquery_body(calls: list, **context) -> bytes:
                       ensure_ascii=False).encode()
 
 
-def measure(fn: Function, body: bytes, rows: int, reply_key: str, seconds: float,
+def measure(fn: FunctionServer, body: bytes, rows: int, reply_key: str, seconds: float,
             headers=None) -> dict:
     """One client, back to back, for at least `seconds` and 2 requests."""
     conn = http.client.HTTPConnection("127.0.0.1", fn.port, timeout=300)
-    status, payload = fn.post(body, conn, headers)  # warm-up (model load, caches)
+    status, payload = post(fn, body, conn, headers)  # warm-up (model load, caches)
     answer = json.loads(payload) if status == 200 else {}
     if status != 200 or len(answer.get(reply_key, [])) != rows or None in answer[reply_key]:
         raise RuntimeError(f"HTTP {status}: {payload[:300]!r}")
-    cpu0, wall0, n = cpu_seconds(fn.proc.pid), time.perf_counter(), 0
+    cpu0, wall0, n = tree_cpu_seconds(fn.process.pid), time.perf_counter(), 0
     while n < 2 or time.perf_counter() - wall0 < seconds:
-        status, _ = fn.post(body, conn, headers)
+        status, _ = post(fn, body, conn, headers)
         if status != 200:
             raise RuntimeError(f"HTTP {status}")
         n += 1
-    wall, cpu = time.perf_counter() - wall0, cpu_seconds(fn.proc.pid) - cpu0
+    wall, cpu = time.perf_counter() - wall0, tree_cpu_seconds(fn.process.pid) - cpu0
     conn.close()
     return {"requests": n, "ms_per_request": round(1000 * wall / n, 1),
             "cpu_ms_per_request": round(1000 * cpu / n, 1),
@@ -160,29 +115,29 @@ def measure(fn: Function, body: bytes, rows: int, reply_key: str, seconds: float
             "request_mb": round(len(body) / 1e6, 2), "response_mb": round(len(payload) / 1e6, 3)}
 
 
-def concurrent(fn: Function, body: bytes, rows: int, clients: int, seconds: float) -> dict:
+def concurrent(fn: FunctionServer, body: bytes, rows: int, clients: int, seconds: float) -> dict:
     """`clients` closed-loop clients: records per wall second and latency."""
     latencies: list[float] = []
     errors = [0]
     stop = time.perf_counter() + seconds
-    cpu0 = cpu_seconds(fn.proc.pid)
+    cpu0 = tree_cpu_seconds(fn.process.pid)
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", fn.port, timeout=300)
         while time.perf_counter() < stop:
             t = time.perf_counter()
-            status, _ = fn.post(body, conn)
+            status, _ = post(fn, body, conn)
             latencies.append(time.perf_counter() - t)
             errors[0] += status != 200
         conn.close()
 
-    started = time.perf_counter()
+    began = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall, cpu = time.perf_counter() - started, cpu_seconds(fn.proc.pid) - cpu0
+    wall, cpu = time.perf_counter() - began, tree_cpu_seconds(fn.process.pid) - cpu0
     latencies.sort()
     return {"clients": clients, "requests": len(latencies), "errors": errors[0],
             "records_per_second": round(rows * len(latencies) / wall),
@@ -200,7 +155,7 @@ def profile(store: str, calls: list, reps: int, out: Path, model_type: str) -> s
 
     os.environ.update({"MODEL_STORE": store, "API_KEYS": KEY, "MAX_RECORDS": "50000",
                        "LOG_LEVEL": "WARNING"})
-    app = functions_framework.create_app("regress", str(ROOT / "functions/regress/main.py"))
+    app = functions_framework.create_app("regress", str(ROOT / "functions" / "regress" / "main.py"))
     client = app.test_client()
     body = bigquery_body(calls, model_type=model_type)
     headers = {"Content-Type": "application/json"}
@@ -220,21 +175,22 @@ def run_batch(store: str, old_model: str | None, work: Path, sizes=SIZES,
               clients=(1, 2, 4, 8)) -> dict:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {"MODEL_STORE": store, "API_KEYS": KEY, "MAX_RECORDS": str(max(sizes)),
+    env = {**os.environ, "MODEL_STORE": store, "API_KEYS": KEY, "MAX_RECORDS": str(max(sizes)),
            "MAX_BODY_BYTES": str(64 * 1024 * 1024), "REFRESH_SECONDS": "3600",
            "OMP_NUM_THREADS": "1", "LOG_LEVEL": "WARNING"}
     calls_all, records_all = rows_for(store, max(sizes))
     results: dict = {"model_type": model_type, "sizes": {}}
-    servers = {"regress": Function("regress", ROOT / "functions/regress/main.py", env,
-                                   logs / "batch-regress.log")}
-    if old_model:
-        servers["old"] = Function("predict_http", ROOT / "bench/old_design.py",
-                                  {"OLD_MODEL_URI": old_model}, logs / "batch-old.log")
+    first = bigquery_body(calls_all[:1], model_type=model_type)
+    servers = {}
     try:
-        first = bigquery_body(calls_all[:1], model_type=model_type)
-        servers["regress"].wait(first)
-        if "old" in servers:
-            servers["old"].wait(json.dumps({"records": records_all[:1]}).encode())
+        servers["regress"] = started(FunctionServer("regress", env=env,
+                                                    log=logs / "batch-regress.log"), first)
+        if old_model:
+            servers["old"] = started(
+                FunctionServer("predict_http", source=BENCH / "old_design.py",
+                               env={**os.environ, "OLD_MODEL_URI": old_model},
+                               log=logs / "batch-old.log"),
+                json.dumps({"records": records_all[:1]}).encode())
         for size in sizes:
             calls, records = calls_all[:size], records_all[:size]
             row = results["sizes"][str(size)] = {}
@@ -264,10 +220,10 @@ def run_batch(store: str, old_model: str | None, work: Path, sizes=SIZES,
     body = bigquery_body(calls_all[:size], model_type=model_type)
     results["concurrency"] = []
     for c in clients:
-        fn = Function("regress", ROOT / "functions/regress/main.py", {**env, "THREADS": str(c)},
-                      logs / f"batch-threads-{c}.log")
+        fn = FunctionServer("regress", env={**env, "THREADS": str(c)},
+                            log=logs / f"batch-threads-{c}.log")
         try:
-            fn.wait(body)
+            started(fn, body)
             say(f"{size:,}-row batches, {c} concurrent, THREADS={c}")
             results["concurrency"].append({"threads": c, **concurrent(fn, body, size, c, seconds)})
         finally:

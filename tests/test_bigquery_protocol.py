@@ -11,8 +11,10 @@ import json
 
 import pytest
 
-from tests.function_clients import KNOWN_COUNTER, OLD_RECORD
-from tests.protocol_servers import CLIENT_KEY, MAX_RECORDS, old_answer, post, running
+pytest.register_assert_rewrite("tests.function_clients")
+
+from tests.function_clients import KNOWN_COUNTER, OLD_RECORD  # noqa: E402
+from tests.protocol_servers import CLIENT_KEY, MAX_RECORDS, old_answer, post, running  # noqa: E402
 
 KNOWN = [KNOWN_COUNTER, "2025-05-20T06:00:00Z", 48.86377, 2.35096]
 # OLD_RECORD's counter is not in the synthetic sample: scored from its coordinates.

@@ -7,9 +7,14 @@ from __future__ import annotations
 import json
 import re
 
-from tests.test_terraform import TF_DIR, _iam_bindings, _load, _text, tf  # noqa: F401
+import pytest
 
-from velocast.protocols import BIGQUERY_ARGUMENTS, OUTPUTS
+pytest.register_assert_rewrite("tests.terraform_config")
+
+from tests.terraform_config import TF_DIR, _iam_bindings, _load, _text  # noqa: E402
+from velocast.protocols import BIGQUERY_ARGUMENTS, OUTPUTS  # noqa: E402
+
+pytest_plugins = ["tests.terraform_config"]
 
 BQ_RESPONSE_LIMIT = 15 * 1024 * 1024
 ROUTINE = "google_bigquery_routine.remote"
@@ -21,7 +26,7 @@ def bigquery_doc() -> dict:
     return _load(TF_DIR / "bigquery.tf")
 
 
-def test_variables_are_typed_validated_and_off_by_default(tf):  # noqa: F811
+def test_variables_are_typed_validated_and_off_by_default(tf):
     v = tf["variable"]
     assert v["bigquery"]["type"] == "bool" and v["bigquery"]["default"] is False
     for name in ("bigquery_dataset_id", "bigquery_location", "bigquery_max_batching_rows",
@@ -31,7 +36,7 @@ def test_variables_are_typed_validated_and_off_by_default(tf):  # noqa: F811
     assert v["bigquery_api_key"]["sensitive"] is True and v["bigquery_api_key"]["default"] is None
 
 
-def test_every_bigquery_resource_is_behind_the_switch(tf):  # noqa: F811
+def test_every_bigquery_resource_is_behind_the_switch(tf):
     doc = bigquery_doc()
     resources = {f"{t}.{n}": body for entry in doc["resource"] for t, named in entry.items()
                  for n, body in named.items()}
@@ -43,7 +48,7 @@ def test_every_bigquery_resource_is_behind_the_switch(tf):  # noqa: F811
         assert switch.startswith("${var.bigquery ?"), (name, switch)
 
 
-def test_connection_is_a_cloud_resource_one(tf):  # noqa: F811
+def test_connection_is_a_cloud_resource_one(tf):
     body = tf["resource"]["google_bigquery_connection.functions"]
     assert "cloud_resource" in body
     assert body["location"] == "${local.bigquery_location}"
@@ -51,7 +56,7 @@ def test_connection_is_a_cloud_resource_one(tf):  # noqa: F811
     assert dataset["location"] == body["location"], "routines must live where their connection is"
 
 
-def test_connection_account_invokes_both_functions_and_nothing_else(tf):  # noqa: F811
+def test_connection_account_invokes_both_functions_and_nothing_else(tf):
     invoker = tf["resource"][INVOKER]
     assert invoker["for_each"] == "${var.bigquery ? local.functions : {}}"
     assert invoker["role"] == "roles/run.invoker"
@@ -62,7 +67,7 @@ def test_connection_account_invokes_both_functions_and_nothing_else(tf):  # noqa
     assert holders == [INVOKER]
 
 
-def test_routine_signatures_match_what_the_functions_accept(tf):  # noqa: F811
+def test_routine_signatures_match_what_the_functions_accept(tf):
     body = tf["resource"][ROUTINE]
     assert body["for_each"] == "${var.bigquery ? local.bigquery_routines : {}}"
     assert body["routine_type"] == "SCALAR_FUNCTION" and body["definition_body"] == ""
@@ -95,7 +100,7 @@ def test_routine_signatures_match_what_the_functions_accept(tf):  # noqa: F811
     assert "var.bigquery_api_key != null" in _text(body["lifecycle"])
 
 
-def test_functions_take_a_whole_batch(tf):  # noqa: F811
+def test_functions_take_a_whole_batch(tf):
     env = tf["locals"]["function_env"]
     assert env["MAX_RECORDS"] == ("${tostring(var.bigquery ? max(var.max_records, "
                                   "var.bigquery_max_batching_rows) : var.max_records)}")
@@ -108,7 +113,7 @@ def _upper_bound(condition: str, name: str) -> int:
     return int(found.group(1))
 
 
-def test_largest_allowed_batch_stays_under_bigquerys_response_limit(tf):  # noqa: F811
+def test_largest_allowed_batch_stays_under_bigquerys_response_limit(tf):
     most = _upper_bound(tf["variable"]["bigquery_max_batching_rows"]["validation"][0]["condition"],
                         "bigquery_max_batching_rows")
     # MAX_RECORDS allows it (a bigger batch would be a 413 on every call).

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.function_clients import EXPORT_RECORD, OLD_BODIES, OLD_RECORD, SNAKE_RECORD, error_of
-from tests.protocol_servers import CLIENT_KEY, old_answer, post, running
+pytest.register_assert_rewrite("tests.function_clients")
+
+from tests.function_clients import (  # noqa: E402
+    EXPORT_RECORD, OLD_BODIES, OLD_RECORD, SNAKE_RECORD, error_of)
+from tests.protocol_servers import CLIENT_KEY, old_answer, post, running  # noqa: E402
 
 KEY = {"X-API-Key": CLIENT_KEY}
 RECORDS = [OLD_RECORD, SNAKE_RECORD, EXPORT_RECORD]

@@ -176,7 +176,7 @@ def _epochs(column: tuple) -> np.ndarray:
     epochs: dict[str, float] = {}
     for text in {t for t in column if type(t) is str}:
         try:
-            epochs[text] = parse_timestamp(text)
+            epochs[text] = parse_timestamp(text)[0]  # (UTC epoch, an ambiguity note)
         except ValueError:
             epochs[text] = math.nan
     return np.array([epochs[t] if type(t) is str else math.nan for t in column],

@@ -98,6 +98,7 @@ class Run:
     bundle: dict
     soak: dict
     timings: dict
+    batch: dict  # bench/batch.py
 
 
 def results_of(run: Run) -> dict:
@@ -174,6 +175,7 @@ def results_of(run: Run) -> dict:
         "bundle": run.bundle,
         "soak": run.soak,
         "timings": run.timings,
+        "batch": run.batch,
     }
     targets = [
         judge("inprocess_1record_speedup", min(regress_speedups) if regress_speedups else None),

@@ -235,10 +235,9 @@ def main(argv=None) -> int:
         new_one=new_one, http_results=http_results, samples_http=samples_http,
         velocast_errors=velocast_errors, serving_rss=serving_rss,
         serving_rss_after_soak=serving_rss_after_soak, cold=cold, bundle=bundle,
-        soak=soak_result, timings=timings)
+        soak=soak_result, timings=timings, batch=batch_results)
     results = report.results_of(run)
     results["meta"]["duration_s"] = round(time.perf_counter() - began, 1)
-    results["batch"] = batch_results
     report.write(run, results, out)
     print(batch.table(batch_results))
     return 0

@@ -9,7 +9,6 @@ IAM is tests/test_terraform_iam.py; the parsing, tests/terraform_config.py.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.terraform_config")
 
+from tests.checkov_run import checkov_summary  # noqa: E402
 from tests.terraform_config import (  # noqa: E402
     FUNCTION_ENV,
     FUNCTION_SAS,
@@ -371,20 +371,4 @@ def test_terraform_fmt():
 # Registered in pyproject ([tool.pytest.ini_options] markers); deselect with -m "not checkov".
 @pytest.mark.checkov
 def test_checkov_passes():
-    script = ROOT / "scripts" / "checkov.sh"
-    if os.environ.get("VELOCAST_SKIP_CHECKOV"):
-        pytest.skip("VELOCAST_SKIP_CHECKOV is set")
-    result = subprocess.run(
-        ["bash", str(script)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if result.returncode == 75:
-        pytest.skip(f"checkov could not be installed (no package index?): {result.stderr.strip()[-500:]}")
-    summary = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", result.stdout)
-    assert summary, f"no checkov summary (rc={result.returncode}):\n{result.stdout}\n{result.stderr}"
-    assert summary.group(2) == "0", result.stdout
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert int(summary.group(1)) > 0, "checkov scanned nothing"
+    checkov_summary()

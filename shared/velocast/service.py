@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from velocast import api_docs, logs, protocols, registry, tasks
 from velocast import body as request_body
-from velocast.errors import ApiError, NoModelAvailable
+from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix
 from velocast.model_cache import ModelCache
 from velocast.schema import parse_records
@@ -153,7 +153,8 @@ class Service:
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
             if _body_left_unread(request):
-                return _answer_and_close(payload, status, headers)
+                request_body.cut_unread(request, self._settings.body_timeout_seconds)
+                return _answer_unread(payload, status, headers)
             return payload, status, headers
         finally:
             if token is not None:
@@ -318,17 +319,16 @@ def _body_left_unread(request) -> bool:
         request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _answer_and_close(payload, status: int, headers: dict):
+def _answer_unread(payload, status: int, headers: dict):
     """A body this function did not read (refused early, or stalled) must not be read
     afterwards: functions-framework's after-request hook reads whatever is left, which
     made a 413 wait for a 300 MB body and a declared 10 GB one wait forever. The hook
-    skips streamed responses, and `Connection: close` stops gunicorn from draining it."""
+    skips streamed responses."""
     import flask  # noqa: PLC0415  (bundled with functions-framework)
 
     data = payload.encode("utf-8") if isinstance(payload, str) else payload
     return flask.Response(iter([data]), status=status,
-                          headers={**headers, "Connection": "close",
-                                   "Content-Length": str(len(data))})
+                          headers={**headers, "Content-Length": str(len(data))})
 
 
 def _age_days(published_at: str | None, now: float) -> float | None:

@@ -13,6 +13,7 @@ pytest.register_assert_rewrite("tests.terraform_config")
 
 from tests.terraform_config import TF_DIR, _iam_bindings, _load, _text  # noqa: E402
 from velocast.protocols import BIGQUERY_ARGUMENTS, OUTPUTS  # noqa: E402
+from velocast.tasks import TASK_NAMES  # noqa: E402
 
 pytest_plugins = ["tests.terraform_config"]
 
@@ -81,7 +82,7 @@ def test_routine_signatures_match_what_the_functions_accept(tf):
 
     routines = tf["locals"]["bigquery_routines"]
     assert {"predict_count", "is_busy"} <= set(routines)
-    tasks = set(tf["locals"]["functions"])
+    tasks = set(TASK_NAMES)  # one function per Task (local.functions)
     for name, spec in routines.items():
         assert spec["function"] in tasks, name
         # The reply kind the routine asks for exists for that function and has the
@@ -104,7 +105,12 @@ def test_functions_take_a_whole_batch(tf):
     env = tf["locals"]["function_env"]
     assert env["MAX_RECORDS"] == ("${tostring(var.bigquery ? max(var.max_records, "
                                   "var.bigquery_max_batching_rows) : var.max_records)}")
-    assert env["THREADS"] == "${tostring(var.concurrency)}"
+    # One gunicorn thread per request Cloud Run may send an instance.
+    fn = tf["resource"]["google_cloudfunctions2_function.fn"]
+    assert fn["service_config"][0]["environment_variables"] == \
+        "${merge(local.function_env, {THREADS = tostring(each.value.concurrency)})}"
+    assert fn["service_config"][0]["max_instance_request_concurrency"] == \
+        "${each.value.concurrency}"
 
 
 def _upper_bound(condition: str, name: str) -> int:

@@ -25,6 +25,7 @@ from tests.function_clients import (  # noqa: E402
     error_of,
 )
 from velocast.publish import copy_store  # noqa: E402
+from velocast.tasks import TASK_NAMES  # noqa: E402
 
 pytest_plugins = ["tests.gcs_fixtures"]
 
@@ -54,7 +55,7 @@ def server_env(fake_gcs, bucket: str, **extra) -> dict:
 def servers(fake_gcs, bucket):
     """classify and regress, started side by side."""
     env = server_env(fake_gcs, bucket)
-    running = {name: Server(name, env) for name in ("classify", "regress")}
+    running = {name: Server(name, env) for name in TASK_NAMES}
     try:
         for server in running.values():
             server.spawn()

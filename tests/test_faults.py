@@ -33,8 +33,9 @@ from velocast import registry
 from velocast.dev.servers import free_port, stop_process
 from velocast.publish import copy_store
 from velocast.store import GCSStore, LocalStore
+from velocast.tasks import TASK_NAMES
 
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 RECORD = {"nom_du_compteur": "Totem 73 boulevard de Sébastopol S-N",
           "date_et_heure_de_comptage": "2025-05-20T08:00:00+02:00"}
 BODY = {"records": [RECORD, {**RECORD, "date_et_heure_de_comptage": "2025-05-20T18:00:00+02:00"}]}

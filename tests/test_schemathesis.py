@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from tests.function_clients import ROOT, VENV_BIN, Server
+from velocast.tasks import TASK_NAMES
 
 SPEC = ROOT / "openapi.yaml"
 CLI = VENV_BIN / "schemathesis"
@@ -26,7 +27,7 @@ SEED = 20250517
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance",
           "negative_data_rejection")
-# 413 is this API's answer to a request above its limits (DESIGN.md), e.g. the
+# 413 is this API's answer to a request above its limits (docs/architecture.md, Request path, step 5), e.g. the
 # 10,001 records schemathesis sends past `maxItems`; its default list lacks it.
 CONFIG = """
 [checks.negative_data_rejection]
@@ -41,7 +42,7 @@ RUN_TIMEOUT = 150  # seconds per function; a run takes about 10 s on 2 idle core
 def servers(trained_store):
     started: list[Server] = []
     try:
-        for name in ("classify", "regress"):
+        for name in TASK_NAMES:
             server = Server(name, {"MODEL_STORE": str(trained_store), "REFRESH_SECONDS": "3600"})
             started.append(server)
             server.start()

@@ -6,7 +6,8 @@ Each bundle is the folder Cloud Functions builds from (and terraform/ zips):
 
     build/<fn>/main.py            the function's entry point, copied
     build/<fn>/requirements.txt   the function's pinned runtime requirements, copied
-    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/)
+    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/),
+                                  with the forecast page's files (velocast/static/)
 
 plus build/<fn>.zip, a deterministic zip of that folder (sorted entries, fixed
 timestamps and modes: the same sources always give the same bytes), handy for
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "velocast"
 FUNCTIONS = ("classify", "regress")
 
+# Non-Python files shipped with the runtime: the forecast page (velocast/static/).
+STATIC_SUFFIXES = (".html", ".js", ".css")
 # Offline-only subpackages of velocast, never shipped.
 EXCLUDED_SUBPACKAGES = ("train",)
 
@@ -182,7 +185,10 @@ def check_imports(package_root: Path) -> None:
 
 def _runtime_sources(package: Path) -> list[Path]:
     sources = []
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(package.rglob("*")):
+        if path.suffix != ".py" and not (path.parent.name == "static"
+                                         and path.suffix in STATIC_SUFFIXES):
+            continue
         rel = path.relative_to(package)
         if rel.parts[0] in EXCLUDED_SUBPACKAGES or "__pycache__" in rel.parts:
             continue

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from velocast import logs, registry
+from velocast import logs, page, registry
 from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
 from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
 from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
@@ -27,7 +27,7 @@ log = logging.getLogger("velocast.service")
 PREDICT_ROUTES = ("/", "/predict")
 REFRESH_ROUTES = ("/refresh", "/refresh_model")
 ROUTES = {**{r: "POST" for r in PREDICT_ROUTES + REFRESH_ROUTES},
-          "/health": "GET", "/models": "GET"}
+          "/health": "GET", "/models": "GET", "/counters": "GET"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,11 @@ class Service:
             token = logs.current_trace.set(logs.trace_from_header(
                 request.headers.get("X-Cloud-Trace-Context"), self._settings.project))
             status, body, headers, error_code = 200, None, {}, None
+            answer = page.serve(self, request)  # the page's files and CORS preflights
+            if answer is not None:
+                self._log_request(request, answer[1], len(answer[0]),
+                                  time.perf_counter() - started, 0, None)
+                return answer
             try:
                 body, records = self._route(request)
             except HttpError as exc:
@@ -144,7 +149,8 @@ class Service:
             payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
-            return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers}
+            return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers,
+                                     **page.cors_headers(request, self.environ)}
         finally:
             if token is not None:
                 logs.current_trace.reset(token)
@@ -183,6 +189,9 @@ class Service:
         if path == "/models":
             self._check(self._keys.check_client, request)
             return self._models(), 0
+        if path == "/counters":
+            self._check(self._keys.check_client, request)
+            return page.counters(self.cache), 0
         if path in REFRESH_ROUTES:
             self._check(self._keys.check_admin, request)
             return self.cache.refresh(), 0

@@ -40,7 +40,10 @@ PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
 CLOUD_SCRIPT = ROOT / "scripts" / "cloud.sh"
 FUNCTIONS = ("classify", "regress")
 RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "registry",
-                   "model_cache", "service", "logs", "auth", "models")
+                   "model_cache", "service", "logs", "auth", "models", "page")
+# The forecast page's files, shipped beside page.py.
+PAGE_FILES = ("forecast.html", "forecast.css", "forecast.js", "forecast-api.js",
+              "forecast-map.js", "forecast-chart.js")
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}
 OFFLINE_MODULES = ("sklearn", "pandas", "skl2onnx", "onnx")
 API_KEY = "bundle-test-key"
@@ -101,7 +104,7 @@ def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
             f"velocast/{p.relative_to(ROOT / 'shared' / 'velocast').as_posix()}"
             for p in (ROOT / "shared" / "velocast").rglob("*.py")
             if "train" not in p.relative_to(ROOT / "shared" / "velocast").parts
-            and "__pycache__" not in p.parts)])
+            and "__pycache__" not in p.parts)] + [f"velocast/static/{f}" for f in PAGE_FILES])
         assert files == shipped
         assert set(expected) <= set(files)
         assert not any(f.startswith("velocast/train") for f in files)
@@ -414,6 +417,10 @@ def test_bundle_serves_the_old_systems_request(fn, venvs, build_dir, trained_sto
         assert status == 200 and health["models"], health
         status, error = _http("POST", url, OLD_BODIES[fn], {"X-API-Key": "wrong"})
         assert status == 403 and error["error"]["code"] == "forbidden"
+        # The forecast page's files ship in the bundle (velocast/static/) and are served.
+        for path, marker in (("/app", b"app/forecast.js"), ("/app/forecast-map.js", b"drawMap")):
+            with urllib.request.urlopen(url + path, timeout=30) as page:
+                assert page.status == 200 and marker in page.read()
 
     assert process.poll() is not None  # stopped
     log = log_path.read_text(errors="replace")

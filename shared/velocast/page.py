@@ -22,6 +22,7 @@ import html
 import math
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +37,9 @@ LOOPBACK = "http://localhost:* http://127.0.0.1:*"
 PREFLIGHT_HEADERS = "Content-Type, X-API-Key, Authorization, X-Cloud-Trace-Context"
 # Seen by the page's own script: Retry-After on 503, WWW-Authenticate on 401.
 EXPOSED_HEADERS = "Retry-After, WWW-Authenticate"
+
+# Served by serve() below, beside service.ROUTES (openapi.yaml documents both).
+PAGE_ROUTES = {"/app": "GET", "/app/{file}": "GET"}
 
 _files: dict[str, bytes] = {}
 _files_lock = threading.Lock()
@@ -52,19 +56,30 @@ def _file(name: str) -> bytes | None:
     return _files[name]
 
 
-def allowed_origins(environ) -> frozenset[str]:
-    origins = frozenset(o.strip().rstrip("/") for o in environ.get("ALLOWED_ORIGINS", "").split(",")
-                        if o.strip())
-    bad = sorted(o for o in origins if not _ORIGIN.match(o))
-    if bad:
-        raise ValueError(f"ALLOWED_ORIGINS: {', '.join(bad)} not an origin like "
-                         "https://host or http://host:port ('*' is refused: calls carry keys)")
-    return origins
+@dataclass(frozen=True)
+class PageConfig:
+    """Read once per instance with the other settings (Service._setup)."""
+
+    allowed_origins: frozenset[str]
+    classify_url: str
+
+    @classmethod
+    def from_env(cls, environ) -> "PageConfig":
+        origins = frozenset(o.strip().rstrip("/")
+                            for o in environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+        bad = sorted(o for o in origins if not _ORIGIN.match(o))
+        if bad:
+            raise ValueError(f"ALLOWED_ORIGINS: {', '.join(bad)} not an origin like "
+                             "https://host or http://host:port ('*' is refused: calls carry keys)")
+        url = environ.get("CLASSIFY_URL", "").strip().rstrip("/")
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"CLASSIFY_URL={url!r} is not an http(s) URL")
+        return cls(origins, url)
 
 
-def cors_headers(request, environ) -> dict:
+def cors_headers(request, config: PageConfig) -> dict:
     """Headers every answer carries for a browser on an allowed origin."""
-    origins = allowed_origins(environ)
+    origins = config.allowed_origins
     if not origins:
         return {}
     headers = {"Vary": "Origin"}
@@ -101,15 +116,8 @@ def serve(service, request):
     return None
 
 
-def _classify_url(service) -> str:
-    url = service.environ.get("CLASSIFY_URL", "").strip().rstrip("/")
-    if url and not urlsplit(url).scheme.startswith("http"):
-        raise ValueError(f"CLASSIFY_URL={url!r} is not an http(s) URL")
-    return url
-
-
 def _page(service, request):
-    classify = _classify_url(service)
+    classify = service._page_config.classify_url
     template = _file(PAGE)
     body = template.replace(b"{{CLASSIFY_URL}}", html.escape(classify).encode())
     parts = urlsplit(classify)
@@ -125,7 +133,7 @@ def _page(service, request):
 def _preflight(service, request):
     origin = request.headers.get("Origin", "")
     method = request.headers.get("Access-Control-Request-Method", "")
-    if origin not in allowed_origins(service.environ) or method not in ("GET", "POST"):
+    if origin not in service._page_config.allowed_origins or method not in ("GET", "POST"):
         # No CORS headers: the browser refuses the call; say why to a person reading it.
         return ('{"error": {"code": "origin_not_allowed", "message": "this origin or method '
                 'may not call this function from a browser; see ALLOWED_ORIGINS", '

@@ -102,6 +102,7 @@ class Service:
             logs.configure()
             settings = Settings.from_env(self.environ)
             self._keys = KeyRing.from_env(self.environ)
+            self._page_config = page.PageConfig.from_env(self.environ)
             self._cache = ModelCache(settings.model_store, self.task, settings.refresh_seconds,
                                      settings.onnx_threads)
             self._settings = settings
@@ -150,7 +151,7 @@ class Service:
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
             return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers,
-                                     **page.cors_headers(request, self.environ)}
+                                     **page.cors_headers(request, self._page_config)}
         finally:
             if token is not None:
                 logs.current_trace.reset(token)

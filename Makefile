@@ -10,7 +10,7 @@ MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo package bench \
+.PHONY: help install browser test test-fast sample-data train models serve demo package bench \
         tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean
 
 help: ## list the targets
@@ -23,6 +23,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with everything (runtime, training, tests)
+
+# Debian's chromium + chromedriver for the page's browser tests (Selenium drives them;
+# nothing is downloaded at test time). Skipped when both are already there.
+browser: ## install chromium and chromedriver for the browser tests (apt-get, needs root)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "browser: /usr/bin/chromium and /usr/bin/chromedriver already installed"; \
+	else \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
+			apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 test: install ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q
@@ -42,10 +53,10 @@ train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish:
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 
-serve: install ## run both functions locally (classify :8080, regress :8000), training first if STORE is empty
+serve: install ## run both functions locally (classify :8080, regress :8000, forecast page http://127.0.0.1:8000/app), training first if STORE is empty
 	$(PY) scripts/local.py serve --store $(STORE)
 
-demo: install ## start both functions, send the old system's requests, print the answers, stop
+demo: install ## start both functions, send the old system's requests, print the answers (and the page URL), stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
 package: install ## build/classify and build/regress: lean function bundles and their zips

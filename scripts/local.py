@@ -1,6 +1,6 @@
 """Run both functions locally with functions-framework.
 
-    python scripts/local.py serve [--store models]   # until Ctrl-C
+    python scripts/local.py serve [--store models]   # until Ctrl-C; prints the page's URL
     python scripts/local.py demo  [--store models]   # old system's requests, answers, stop
 
 If the store holds no model, builds the synthetic sample and trains first, saying so.
@@ -76,10 +76,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def page_env(ports: dict[str, int]) -> dict[str, dict[str, str]]:
+    """The forecast page is opened on regress and calls classify: regress says where
+    classify is, classify lets regress' origin (both spellings of loopback) call it."""
+    regress = ports["regress"]
+    origins = [f"http://127.0.0.1:{regress}", f"http://localhost:{regress}",
+               *filter(None, os.environ.get("ALLOWED_ORIGINS", "").split(","))]
+    return {"classify": {"ALLOWED_ORIGINS": ",".join(origins)},
+            "regress": {"CLASSIFY_URL": f"http://127.0.0.1:{ports['classify']}"}}
+
+
+def page_url(ports: dict[str, int]) -> str:
+    return f"http://127.0.0.1:{ports['regress']}/app"
+
+
 def start(store: str, ports: dict[str, int]) -> dict[str, subprocess.Popen]:
-    env = {**os.environ, "MODEL_STORE": store}
     processes = {}
+    extra = page_env(ports)
     for name, port in ports.items():
+        env = {**os.environ, "MODEL_STORE": store, **extra[name]}
         processes[name] = subprocess.Popen(
             [str(BIN / "functions-framework"), f"--target={name}",
              f"--source={ROOT / 'functions' / name / 'main.py'}", f"--port={port}",
@@ -157,6 +172,7 @@ def main(argv=None) -> int:
         wait_healthy(ports, processes)
         for name, port in ports.items():
             say(f"{name} on http://127.0.0.1:{port}  (POST /predict, GET /health, GET /models)")
+        say(f"forecast page: {page_url(ports)}  (map, a counter's coming days, the models)")
         if args.command == "serve":
             say("Ctrl-C stops both")
             while all(p.poll() is None for p in processes.values()):
@@ -169,6 +185,11 @@ def main(argv=None) -> int:
             status, answer = post(ports[name], body)
             print(f"HTTP {status}\n{json.dumps(answer, indent=2, ensure_ascii=False)}")
             failures += status != 200
+        with urllib.request.urlopen(page_url(ports), timeout=30) as page:
+            print(f"\n$ curl -s {page_url(ports)}\nHTTP {page.status} "
+                  f"({len(page.read()):,} bytes of HTML): the forecast page; `make serve` "
+                  "keeps it up to open in a browser")
+            failures += page.status != 200
         return 1 if failures else 0
     except KeyboardInterrupt:
         return 0

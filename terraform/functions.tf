@@ -30,6 +30,10 @@ locals {
     REFRESH_SECONDS  = tostring(var.refresh_seconds)
     MAX_RECORDS      = tostring(var.max_records)
     LOG_LEVEL        = var.log_level
+    # The forecast page (GET /app) calls classify here: the cloudfunctions.net URL is
+    # shared by both functions, so a page opened there needs no CORS at all.
+    CLASSIFY_URL    = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-classify"
+    ALLOWED_ORIGINS = join(",", var.page_origins)
   }
 
   # Cloud Run's CPU/memory envelope, checked at plan time rather than as an

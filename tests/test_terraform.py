@@ -32,6 +32,8 @@ FUNCTION_ENV = {
     "REFRESH_SECONDS",
     "MAX_RECORDS",
     "LOG_LEVEL",
+    "CLASSIFY_URL",
+    "ALLOWED_ORIGINS",
 }
 
 
@@ -225,6 +227,7 @@ def test_variable_defaults_are_safe(tf):
     assert v["min_instances"]["default"] == 0, "something would run (and bill) at rest"
     assert v["force_destroy_buckets"]["default"] is False
     assert v["invoker_members"]["default"] == []
+    assert v["page_origins"]["default"] == [], "no other origin may call by default"
     assert v["concurrency"]["default"] == 8
     assert v["available_cpu"]["default"] == "1", "concurrency > 1 needs a full CPU"
     assert v["source_dir"]["default"] == "../build"

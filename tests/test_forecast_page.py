@@ -16,7 +16,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.function_clients import ROOT, Server
+pytest.register_assert_rewrite("tests.function_clients")
+
+from tests.function_clients import ROOT, Server  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 

@@ -104,8 +104,10 @@ def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
             f"velocast/{p.relative_to(ROOT / 'shared' / 'velocast').as_posix()}"
             for p in (ROOT / "shared" / "velocast").rglob("*.py")
             if "train" not in p.relative_to(ROOT / "shared" / "velocast").parts
-            and "__pycache__" not in p.parts)] + [f"velocast/static/{f}" for f in PAGE_FILES])
+            and "__pycache__" not in p.parts)] + [
+            f"velocast/static/{p.name}" for p in (ROOT / "shared" / "velocast" / "static").glob("*")])
         assert files == shipped
+        assert {f"velocast/static/{f}" for f in PAGE_FILES} <= set(files)
         assert set(expected) <= set(files)
         assert not any(f.startswith("velocast/train") for f in files)
         assert (folder / "main.py").read_bytes() == (ROOT / "functions" / fn / "main.py").read_bytes()

@@ -149,14 +149,7 @@ def counters(cache) -> dict:
     """The served default model's counters: coordinates, mean hourly count, and the
     usual count per day type and hour (expm1 of the card's mean log1p count: a
     geometric mean, so below the arithmetic mean on skewed hours)."""
-    from velocast.model_cache import NoModelAvailable  # noqa: PLC0415
-    from velocast.service import HttpError  # noqa: PLC0415  (service imports this module)
-
-    try:
-        model = cache.get()
-    except NoModelAvailable as exc:
-        raise HttpError(503, "no_model", str(exc),
-                        headers={"Retry-After": str(exc.retry_after)}) from None
+    model = cache.get()  # NoModelAvailable is the API's 503 no_model
     table = model.table
     rows = []
     for i in sorted(range(len(table.names)), key=lambda i: table.names[i]):

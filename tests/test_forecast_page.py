@@ -91,9 +91,12 @@ def open_page(browser, url: str, key: str | None) -> None:
 
 
 def wait_for(browser, condition, message: str):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, WAIT).until(lambda d: condition(d), message)
+    # The page redraws its lists and charts: an element found a moment ago may be gone.
+    return WebDriverWait(browser, WAIT, ignored_exceptions=[StaleElementReferenceException]) \
+        .until(lambda d: condition(d), message)
 
 
 def status(browser) -> str:
@@ -223,11 +226,15 @@ def test_missing_key_shows_the_key_prompt(browser, servers):
     assert "401" in browser.find_element("id", "key-form").text
 
 
-def test_no_model_yet_is_said_on_503(browser, empty_regress):
+def test_no_model_yet_on_503_then_network_error_once_the_server_is_gone(browser, empty_regress):
     open_page(browser, f"{empty_regress.url}/app", None)
     wait_for(browser, lambda d: status(d) != "loading", "page still loading")
     assert status(browser) == "no-model"
     assert "No model yet" in browser.find_element("id", "status").text
+    empty_regress.stop()  # nothing listens on that port any more
+    browser.find_element("css selector", "#status button").click()  # Retry
+    wait_for(browser, lambda d: status(d) == "network", "no network error state")
+    assert "Network error" in browser.find_element("id", "status").text
 
 
 def test_keyboard_alone_selects_a_counter_and_a_day(browser, servers):

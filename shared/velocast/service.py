@@ -3,7 +3,8 @@ line per request. A function's main.py only says how its model's outputs become 
 response.
 
 Routes: POST / and /predict, GET /health, GET /models, POST /refresh (aliases
-/refresh_model and the old front's /refresh_models), GET /docs and /openapi.json.
+/refresh_model and the old front's /refresh_models), GET /docs and /openapi.json,
+GET /counters; the forecast page and CORS preflights are velocast.page's.
 Every error is {"error": {"code", "message", "details"}}.
 """
 

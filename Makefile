@@ -27,9 +27,13 @@ install: $(VENV)/.installed ## create .venv with everything (runtime, training, 
 
 # Debian's chromium + chromedriver for the page's browser tests (Selenium drives them;
 # nothing is downloaded at test time). Skipped when both are already there.
+# VELOCAST_CHROMIUM / VELOCAST_CHROMEDRIVER (read by the tests too) point at another
+# pair, e.g. the Google Chrome and driver GitHub's runners ship (ci.yml).
+VELOCAST_CHROMIUM ?= /usr/bin/chromium
+VELOCAST_CHROMEDRIVER ?= /usr/bin/chromedriver
 browser: ## install chromium and chromedriver for the browser tests (apt-get, needs root)
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
-		echo "browser: /usr/bin/chromium and /usr/bin/chromedriver already installed"; \
+	@if [ -x "$(VELOCAST_CHROMIUM)" ] && [ -x "$(VELOCAST_CHROMEDRIVER)" ]; then \
+		echo "browser: $(VELOCAST_CHROMIUM) and $(VELOCAST_CHROMEDRIVER) already installed"; \
 	else \
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \

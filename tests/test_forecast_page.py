@@ -10,6 +10,7 @@ the README's screenshot.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,7 +21,9 @@ pytest.register_assert_rewrite("tests.function_clients")
 
 from tests.function_clients import ROOT, Server  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# Debian's packages by default (make browser); the variables name another pair.
+CHROMIUM = Path(os.environ.get("VELOCAST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("VELOCAST_CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 KEY = "page-test-key"
 DAY = "2025-05-20"  # a Tuesday: the screenshot stays the same from run to run

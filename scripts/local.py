@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,7 +115,19 @@ def choose_ports(strict: bool) -> dict[str, int]:
     return ports
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM would end this process without its `finally`, leaving both servers (in
+    their own sessions) running; a shell starts background jobs with SIGINT ignored, so
+    Ctrl-C did nothing. Both now unwind through `finally`, which stops the servers."""
+    def unwind(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, unwind)
+    signal.signal(signal.SIGINT, unwind)
+
+
 def main(argv=None) -> int:
+    _stop_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["serve", "demo"])
     parser.add_argument("--store", default=os.environ.get("MODEL_STORE", "models"),

@@ -30,16 +30,17 @@ class _Watchdog:
     def __init__(self):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._heap: list[tuple[float, int, socket.socket, bool]] = []
         self._cancelled: set[int] = set()   # finished in time; dropped when their deadline pops
         self._expired: set[int] = set()     # shut down; read by disarm
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def arm(self, sock: socket.socket, seconds: float) -> int:
+    def arm(self, sock: socket.socket, seconds: float, track: bool = True) -> int:
+        """Shut `sock` down in `seconds` unless disarmed; untracked ones cannot be."""
         ticket = next(self._ids)
         with self._lock:
-            heapq.heappush(self._heap, (time.monotonic() + seconds, ticket, sock))
+            heapq.heappush(self._heap, (time.monotonic() + seconds, ticket, sock, track))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="velocast-body-watchdog",
                                                 daemon=True)
@@ -61,11 +62,12 @@ class _Watchdog:
             while True:
                 now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
-                    _, ticket, sock = heapq.heappop(self._heap)
+                    _, ticket, sock, track = heapq.heappop(self._heap)
                     if ticket in self._cancelled:
                         self._cancelled.discard(ticket)
                         continue
-                    self._expired.add(ticket)
+                    if track:
+                        self._expired.add(ticket)
                     try:
                         sock.shutdown(socket.SHUT_RDWR)
                     except OSError:
@@ -89,6 +91,15 @@ def read(request, limit: int, seconds: float) -> tuple[bytes, bool]:
     finally:
         expired = WATCHDOG.disarm(ticket)
     return data, expired
+
+
+def cut_unread(request, seconds: float) -> None:
+    """After refusing a body unread: gunicorn drains what is left of it before the next
+    request on the connection (a declared 10 GB held a thread for as long as bytes came);
+    the socket is shut down `seconds` after the answer at the latest."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None and seconds > 0:
+        WATCHDOG.arm(sock, seconds, track=False)
 
 
 def structure_error(raw: bytes, max_records: int) -> str | None:

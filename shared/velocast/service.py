@@ -162,7 +162,8 @@ class Service:
             self._log_request(request, status, len(payload), latency, records, error_code)
             headers = {**headers, **page.cors_headers(request, self._page_config)}
             if _body_left_unread(request):
-                return _answer_and_close(payload, status, headers)
+                request_body.cut_unread(request, self._settings.body_timeout_seconds)
+                return _answer_unread(payload, status, headers)
             return payload, status, headers
         finally:
             if token is not None:
@@ -309,17 +310,16 @@ def _body_left_unread(request) -> bool:
         request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _answer_and_close(payload, status: int, headers: dict):
+def _answer_unread(payload, status: int, headers: dict):
     """A body this function did not read (refused early, or stalled) must not be read
     afterwards: functions-framework's after-request hook reads whatever is left, which
     made a 413 wait for a 300 MB body and a declared 10 GB one wait forever. The hook
-    skips streamed responses, and `Connection: close` stops gunicorn from draining it."""
+    skips streamed responses."""
     import flask  # noqa: PLC0415  (bundled with functions-framework)
 
     data = payload.encode("utf-8") if isinstance(payload, str) else payload
     return flask.Response(iter([data]), status=status,
-                          headers={**headers, "Connection": "close",
-                                   "Content-Length": str(len(data))})
+                          headers={**headers, "Content-Length": str(len(data))})
 
 
 def _age_days(published_at: str | None, now: float) -> float | None:

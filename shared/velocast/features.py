@@ -46,6 +46,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "longitude",
 )
 N_FEATURES = len(FEATURE_NAMES)
+# The name of the one ONNX input, a float32 (rows, N_FEATURES) matrix: the exporter
+# writes it, the functions check it before serving a model.
+ONNX_INPUT_NAME = "features"
 # The request fields the features read (snake_case; velocast.schema also takes the
 # export's French headers).
 COUNTER = "nom_du_compteur"
@@ -195,15 +198,39 @@ class CounterTable:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CounterTable":
+        """The table a card carries; ValueError unless its shapes and values are usable."""
         counters = data["counters"]
         names = list(counters)
-        return cls(
+        table = cls(
             names=names,
             latitude=np.array([counters[n]["latitude"] for n in names], dtype=np.float64),
             longitude=np.array([counters[n]["longitude"] for n in names], dtype=np.float64),
             mean_count=np.array([counters[n]["mean_count"] for n in names], dtype=np.float64),
             profile=np.array([counters[n]["profile"] for n in names], dtype=np.float64),
         )
+        table.validate()
+        return table
+
+    def validate(self) -> None:
+        """Raise ValueError unless every array has the shape build_matrix indexes and
+        only finite values: a (n, 2, 24) profile answered 500 on Sundays only, a NaN
+        table 200 with wrong numbers."""
+        n = len(self.names)
+        if n == 0:
+            raise ValueError("counter table has no counter")
+        expected = {"latitude": (n,), "longitude": (n,), "mean_count": (n,),
+                    "profile": (n, DAY_TYPES, 24)}
+        for name, shape in expected.items():
+            values = getattr(self, name)
+            if values.shape != shape:
+                raise ValueError(f"counter table {name} has shape {values.shape}, expected {shape}")
+            if not np.isfinite(values).all():
+                bad = self.names[int(np.flatnonzero(~np.isfinite(values).reshape(n, -1).all(1))[0])]
+                raise ValueError(f"counter table {name} is not finite (counter {bad!r})")
+        if (self.mean_count < 0).any():
+            raise ValueError("counter table mean_count has negative values")
+        if (np.abs(self.latitude) > 90).any() or (np.abs(self.longitude) > 180).any():
+            raise ValueError("counter table has coordinates outside the globe")
 
     def neighbour_weights(self, latitude: float, longitude: float) -> np.ndarray:
         """Inverse-distance weights over the nearest known counters, for a counter

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import registry, tasks
+from velocast import model_checks, registry, tasks
 from velocast.errors import NoModelAvailable, UnknownModelChoice
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
@@ -131,6 +131,7 @@ class ModelCache:
         session = ort.InferenceSession(model_bytes, sess_options=options,
                                        providers=["CPUExecutionProvider"])
         table = CounterTable.from_dict(card["counter_table"])
+        model_checks.check(self.task, session, table)   # raises: refused, last good kept
         return LoadedModel(entry, table, session, session.get_inputs()[0].name)
 
     def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from velocast import api_docs, logs, page, registry, tasks
 from velocast import body as request_body
-from velocast.errors import ApiError, NoModelAvailable
+from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix
 from velocast.model_cache import ModelCache
 from velocast.schema import parse_records

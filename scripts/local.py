@@ -71,7 +71,8 @@ def page_url(ports: dict[str, int]) -> str:
 def start(store: str, ports: dict[str, int]) -> dict[str, FunctionServer]:
     env = {**os.environ, "MODEL_STORE": store}
     extra = page_env(ports)
-    servers = {name: FunctionServer(name, env={**env, **extra[name]}, port=port, inherit=True)
+    servers = {name: FunctionServer(name, env={**env, **extra.get(name, {})}, port=port,
+                                    inherit=True)
                for name, port in ports.items()}
     for server in servers.values():
         server.spawn()

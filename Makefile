@@ -10,8 +10,9 @@ MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench \
-        tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys destroy clean
+.PHONY: help install browser test test-fast sample-data train models serve demo api-spec package \
+        bench tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys \
+        destroy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +24,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with everything (runtime, training, tests)
+
+# Debian's chromium + chromedriver for the page's browser tests (Selenium drives them;
+# nothing is downloaded at test time). Skipped when both are already there.
+# VELOCAST_CHROMIUM / VELOCAST_CHROMEDRIVER (read by the tests too) point at another
+# pair, e.g. the Google Chrome and driver GitHub's runners ship (ci.yml).
+VELOCAST_CHROMIUM ?= /usr/bin/chromium
+VELOCAST_CHROMEDRIVER ?= /usr/bin/chromedriver
+browser: ## install chromium and chromedriver for the browser tests (apt-get, needs root)
+	@if [ -x "$(VELOCAST_CHROMIUM)" ] && [ -x "$(VELOCAST_CHROMEDRIVER)" ]; then \
+		echo "browser: $(VELOCAST_CHROMIUM) and $(VELOCAST_CHROMEDRIVER) already installed"; \
+	else \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
+			apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 test: install ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q
@@ -42,10 +58,10 @@ train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish:
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 
-serve: install ## run every function locally (classify :8080, regress :8000: Task.local_port), training first if STORE is empty
+serve: install ## run every function locally (classify :8080, regress :8000: Task.local_port; forecast page http://127.0.0.1:8000/app), training first if STORE is empty
 	$(PY) scripts/local.py serve --store $(STORE)
 
-demo: install ## start every function, send the old system's requests, print the answers, stop
+demo: install ## start every function, send the old system's requests, print the answers (and the page URL), stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
 api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml

@@ -7,7 +7,8 @@ Each bundle is the folder Cloud Functions builds from (and terraform/ zips):
     build/<fn>/main.py            the function's entry point, copied
     build/<fn>/requirements.txt   the function's pinned runtime requirements, copied
     build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/,
-                                  dev/ or publish.py)
+                                  dev/ or publish.py), with static/ (the API spec,
+                                  the forecast page)
 
 plus build/<fn>.zip, a deterministic zip of that folder (sorted entries, fixed
 timestamps and modes: the same sources always give the same bytes), handy for

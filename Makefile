@@ -8,10 +8,12 @@ SAMPLE := data/paris-sample.csv
 DATA ?= $(SAMPLE)
 MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
+SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast sample-data train models serve demo package bench \
-        tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean
+        tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean \
+        ingest retrain report trainer-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +40,9 @@ sample-data: install ## write the deterministic synthetic sample to data/paris-s
 
 train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
 	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
+
+ingest: install ## fetch the newest counts from the portal into STORE: make ingest STORE=... SOURCE=https://opendata.paris.fr
+	$(PY) -m velocast.ingest --store $(STORE) --source $(SOURCE)
 
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)

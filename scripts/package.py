@@ -38,7 +38,7 @@ PACKAGE = ROOT / "shared" / "velocast"
 FUNCTIONS = ("classify", "regress")
 
 # Offline-only subpackages of velocast, never shipped.
-EXCLUDED_SUBPACKAGES = ("train",)
+EXCLUDED_SUBPACKAGES = ("train", "ingest", "retrain")
 
 # Distributions that must never be installed in a function (normalised per PEP 503).
 FORBIDDEN_REQUIREMENTS = {"scikit-learn", "sklearn", "pandas", "skl2onnx", "onnx"}

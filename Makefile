@@ -44,6 +44,9 @@ train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish:
 ingest: install ## fetch the newest counts from the portal into STORE: make ingest STORE=... SOURCE=https://opendata.paris.fr
 	$(PY) -m velocast.ingest --store $(STORE) --source $(SOURCE)
 
+retrain: install ## the daily loop: ingest, fit, compare with the served models, promote: make retrain STORE=... SOURCE=...
+	$(PY) -m velocast.retrain --store $(STORE) --source $(SOURCE) --models $(MODELS) $(RETRAIN_ARGS)
+
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 

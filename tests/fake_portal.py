@@ -58,9 +58,10 @@ def _read_export(path: Path) -> list[dict]:
 
 
 def load_rows(path: Path, counters: int | None = None, first_day: str | None = None,
-              last_day: str | None = None) -> list[dict]:
+              last_day: str | None = None, skip: tuple[str, ...] = ()) -> list[dict]:
     """Rows of an export file as 16-field dicts (+ "_epoch"), optionally the first
-    `counters` counters and a [first_day, last_day] range of Paris days."""
+    `counters` counters (but those named in `skip`) and a [first_day, last_day] range
+    of Paris days."""
     extra = {}
     sample = path.parent / SAMPLE_NAME
     if sample.exists():
@@ -69,7 +70,8 @@ def load_rows(path: Path, counters: int | None = None, first_day: str | None = N
     rows, names = [], []
     for row in _read_export(path):
         day = row["date"][:10]
-        if (first_day and day < first_day) or (last_day and day > last_day):
+        if (first_day and day < first_day) or (last_day and day > last_day) or \
+                row["nom_compteur"] in skip:
             continue
         if row["nom_compteur"] not in names:
             if counters is not None and len(names) >= counters:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import registry
+from velocast import promotions, registry
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
 
@@ -100,6 +100,7 @@ class ModelCache:
 
     def _list(self) -> list[registry.Entry]:
         entries = registry.list_entries(self.store, task=self.task)
+        self._promotions = promotions.list_promotions(self.store, self.task)
         with self._lock:
             self._entries = entries
             self._listed_at = time.monotonic()
@@ -137,14 +138,7 @@ class ModelCache:
     # -- choosing and loading -------------------------------------------------------
     def _candidates(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
         """Entries for (type, metric), best first."""
-        pool = [e for e in entries if metric in e.metrics
-                and (model_type is None or e.model_type == model_type)]
-        ordered = []
-        while pool:
-            best = registry.best(pool, self.task, metric)
-            ordered.append(best)
-            pool = [e for e in pool if e.version != best.version]
-        return ordered
+        return promotions.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
 
     def _load(self, entry: registry.Entry) -> LoadedModel:
         import onnxruntime as ort  # noqa: PLC0415  (import cost paid once, at first load)

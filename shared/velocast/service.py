@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from velocast import logs, registry
+from velocast import logs, promotions, registry
 from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
 from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
 from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
@@ -209,9 +209,11 @@ class Service:
         except NoModelAvailable as exc:
             raise HttpError(503, "unavailable", str(exc),
                             headers={"Retry-After": str(exc.retry_after)}) from None
-        default = registry.best(entries, self.task)
+        # The model a request without options gets (the newest promotion's, if any).
+        default = next(iter(self.cache._candidates(entries, None, registry.DEFAULT_METRIC[self.task])), None)
         return {"task": self.task, "default": default.to_dict() if default else None,
-                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)]}
+                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
+                "served": promotions.describe_served(self.cache.store, entries, self.task)}
 
     def _read_json(self, request) -> dict:
         content_type = (request.mimetype or "").lower()

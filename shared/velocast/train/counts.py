@@ -200,3 +200,14 @@ def export_window(store: Store, window: int, until: str | None = None) -> str:
             for data in pool.map(lambda d: store.read(manifest.days[d]["object"]), days):
                 out.write(gzip.decompress(data).split(b"\n", 1)[1])
     return path
+
+
+def load_window(store: Store, window: int, until: str | None = None):
+    """The newest `window` ingested days as the training frame (velocast.train.data)."""
+    from velocast.train.data import load_counts
+
+    path = export_window(store, window, until)
+    try:
+        return load_counts(path)[0]
+    finally:
+        os.unlink(path)

@@ -47,6 +47,9 @@ ingest: install ## fetch the newest counts from the portal into STORE: make inge
 retrain: install ## the daily loop: ingest, fit, compare with the served models, promote: make retrain STORE=... SOURCE=...
 	$(PY) -m velocast.retrain --store $(STORE) --source $(SOURCE) --models $(MODELS) $(RETRAIN_ARGS)
 
+report: install ## PNG of the served models' live accuracy per day and version (reports/live-accuracy.png)
+	$(PY) -m velocast.train.report --store $(STORE) --out reports/live-accuracy.png
+
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 

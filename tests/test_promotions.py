@@ -68,3 +68,4 @@ def test_promotions_are_write_once_and_malformed_ones_skipped(tmp_path):
         promotions.write_promotion(store, good)
     store.write_once("promotions/regress/20250102T000000Z-bbbbbb.json", b'{"served": 3}')
     assert promotions.list_promotions(store, "regress") == [good]
+

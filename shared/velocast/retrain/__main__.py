@@ -16,7 +16,10 @@ def main(argv=None) -> int:
         prog="python -m velocast.retrain",
         description="Ingest, fit challengers, compare them with the served models on the "
                     "same newest days, publish and promote the ones that are not worse.")
-    parser.add_argument("--store", required=True, help="folder or gs://bucket/prefix")
+    parser.add_argument("--store", required=True,
+                        help="models store: folder or gs://bucket/prefix")
+    parser.add_argument("--counts-store", help="where ingested counts are kept "
+                        "(default: the models store)")
     parser.add_argument("--source", default=DEFAULT_SOURCE, help="portal base URL")
     parser.add_argument("--no-ingest", action="store_true", help="train on what is stored")
     parser.add_argument("--models", default=",".join(MODELS),
@@ -32,7 +35,7 @@ def main(argv=None) -> int:
         report = retrain(args.store, None if args.no_ingest else args.source,
                          [m.strip() for m in args.models.split(",") if m.strip()],
                          window_days=args.window_days, holdout_days=args.holdout_days,
-                         tolerance=args.tolerance)
+                         tolerance=args.tolerance, counts_uri=args.counts_store)
     except (StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -104,15 +104,18 @@ def _live(store: Store, frame: pd.DataFrame, run: str, report: RetrainReport) ->
 def retrain(store_uri: str, source: str | None = None, model_types=None, *,
             window_days: int = WINDOW_DAYS, holdout_days: int = HOLDOUT_DAYS,
             tolerance: float = TOLERANCE, ingest_options: dict | None = None,
-            extra_card=None) -> RetrainReport:
+            extra_card=None, counts_uri: str | None = None) -> RetrainReport:
+    """Models, promotions and live accuracy go to `store_uri`; the ingested counts to
+    `counts_uri` (default: the same store; in the cloud, the data bucket)."""
     started = time.perf_counter()
     store = open_store(store_uri)
+    counts_store = open_store(counts_uri) if counts_uri else store
     model_types = list(model_types or MODELS)
     report = RetrainReport()
     if source:
-        report.ingest = ingest(store, source, **(ingest_options or {}))
+        report.ingest = ingest(counts_store, source, **(ingest_options or {}))
         say(report.ingest.line())
-    frame = counts.load_window(store, window_days)
+    frame = counts.load_window(counts_store, window_days)
     run = registry.new_version()
     champions = _live(store, frame, run, report)
 

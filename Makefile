@@ -50,10 +50,11 @@ retrain: install ## the daily loop: ingest, fit, compare with the served models,
 report: install ## PNG of the served models' live accuracy per day and version (reports/live-accuracy.png)
 	$(PY) -m velocast.train.report --store $(STORE) --out reports/live-accuracy.png
 
-trainer-image: ## build and push the trainer image with Cloud Build, as the build service account
+trainer-image: ## build and push the trainer image with Cloud Build, as the build service account (source staged in the sources bucket it may read)
 	image="$$(terraform -chdir=terraform output -raw trainer_image)" && \
 	gcloud builds submit --project "$$(echo "$$image" | cut -d/ -f2)" \
 	  --config scripts/trainer-cloudbuild.yaml --substitutions "_IMAGE=$$image" \
+	  --gcs-source-staging-dir "gs://$$(terraform -chdir=terraform output -raw source_bucket)/trainer-build" \
 	  --service-account "projects/$$(echo "$$image" | cut -d/ -f2)/serviceAccounts/$$(terraform -chdir=terraform output -raw build_service_account)" .
 
 models: install ## list the models published in STORE

@@ -40,7 +40,7 @@ PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
 CLOUD_SCRIPT = ROOT / "scripts" / "cloud.sh"
 FUNCTIONS = ("classify", "regress")
 RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "registry",
-                   "model_cache", "service", "logs", "auth", "models")
+                   "model_cache", "service", "logs", "auth", "models", "promotions")
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}
 OFFLINE_MODULES = ("sklearn", "pandas", "skl2onnx", "onnx")
 API_KEY = "bundle-test-key"
@@ -96,11 +96,12 @@ def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         expected = sorted(["main.py", "requirements.txt",
                            *(f"velocast/{m}.py" for m in RUNTIME_MODULES)])
-        # Every .py of shared/velocast/ except train/: a new runtime module is shipped too.
+        # Every .py of shared/velocast/ except the offline subpackages (train/ and the
+        # ingest/ and retrain/ commands): a new runtime module is shipped too.
         shipped = sorted(["main.py", "requirements.txt", *(
             f"velocast/{p.relative_to(ROOT / 'shared' / 'velocast').as_posix()}"
             for p in (ROOT / "shared" / "velocast").rglob("*.py")
-            if "train" not in p.relative_to(ROOT / "shared" / "velocast").parts
+            if not {"train", "ingest", "retrain"} & set(p.relative_to(ROOT / "shared" / "velocast").parts)
             and "__pycache__" not in p.parts)])
         assert files == shipped
         assert set(expected) <= set(files)

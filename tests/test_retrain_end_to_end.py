@@ -38,6 +38,10 @@ RECORD = {"nom_du_compteur": "152 boulevard du Montparnasse E-O",
           "coordonnées_géographiques": "48.840801,2.333233"}
 
 
+NEW_COUNTER = "254 rue de Vaugirard NE-SO"
+OUTAGE = "18 quai de l'Hôtel de Ville NO-SE"
+
+
 def epoch(*args) -> int:
     return int(dt.datetime(*args, tzinfo=UTC).timestamp())
 
@@ -73,9 +77,15 @@ def newest_promoted(store, task: str, model_type: str) -> str:
 
 @pytest.fixture(scope="module")
 def portal(shared_data):
-    rows = load_rows(shared_data / "paris-bike-counts-2020-09-01_2021-08-09.csv.gz", counters=6,
+    rows = load_rows(shared_data / "paris-bike-counts-2020-09-01_2021-08-09.csv.gz", counters=7,
                      first_day="2021-05-20", last_day="2021-07-24",
                      skip=("20 Avenue de Clichy NO-SE", "20 Avenue de Clichy SE-NO"))
+    # The seventh counter is installed on 2021-07-10: the second retrain must learn it.
+    rows = [r for r in rows if r["nom_compteur"] != NEW_COUNTER or r["_epoch"] >= epoch(2021, 7, 10)]
+    # Another one counts nothing on the newest day the second retrain sees: an outage.
+    for r in rows:
+        if r["nom_compteur"] == OUTAGE and epoch(2021, 7, 13, 22) <= r["_epoch"] < epoch(2021, 7, 14):
+            r["sum_counts"] = "0.0"
     with FakePortal(rows) as server:
         yield server
 
@@ -121,6 +131,15 @@ def test_daily_loop_promotes_serves_and_refuses_a_worse_challenger(fake_gcs, por
         assert checked["rows"] > 0 and set(checked["days"]) == {
             "2021-07-11", "2021-07-12", "2021-07-13", "2021-07-14"}
         assert gbdt["live"]["rows_checked"] == 0   # the new one has no newer actuals yet
+        # Counters that come and go: learnt at the next retrain; an outage is flagged.
+        tables = {v: registry.read_card(store, e)["counter_table"] for e in registry.list_entries(store)
+                  for v in [e.version] if v in (first["regress"], second)}
+        assert NEW_COUNTER not in tables[first["regress"]]["counters"]
+        assert NEW_COUNTER in tables[second]["counters"]
+        assert tables[second]["outages"] == {OUTAGE: "2021-07-14"}
+        answer = requests.post(servers["regress"].url + "/predict", timeout=30, json={"records": [
+            {**RECORD, "nom_du_compteur": OUTAGE}, RECORD]}).json()
+        assert [(w["record"], w["field"]) for w in answer["warnings"]] == [(0, "nom_du_compteur")]
 
         # 3. Scrambled training days make worse challengers: nothing promoted or served.
         rng = random.Random(0)

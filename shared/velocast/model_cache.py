@@ -161,6 +161,7 @@ class ModelCache:
         session = ort.InferenceSession(model_bytes, sess_options=options,
                                        providers=["CPUExecutionProvider"])
         table = CounterTable.from_dict(card["counter_table"])
+        table.outages = card["counter_table"].get("outages", {})  # advisories.for_batch
         return LoadedModel(entry, table, session, session.get_inputs()[0].name)
 
     def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from velocast import logs, promotions, registry
+from velocast import advisories, logs, promotions, registry
 from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
 from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
 from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
@@ -281,8 +281,9 @@ class Service:
         response = self.shape_response(model, outputs, batch)
         metric = options["metric"] or registry.DEFAULT_METRIC[self.task]
         response["model"] = model.describe(metric)
-        if batch.unknown_counters:
-            response["warnings"] = [
+        advice = advisories.for_batch(parsed.names, parsed.epoch_seconds, model.table)
+        if batch.unknown_counters or advice:
+            response["warnings"] = advice + [
                 {"record": row, "field": COUNTER,
                  "message": f"counter {parsed.names[row]!r} was not seen in training; "
                             "predicted from the nearest known counters"}

@@ -287,8 +287,9 @@ def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_r
         "counter_table": final.table.to_dict(),
         "libraries": library_versions(),
         "training_seconds": outcome.seconds,
-        **(extra_card or {}),
     }
+    for key, value in (extra_card or {}).items():   # mappings are merged, not replaced
+        card[key] = {**card[key], **value} if isinstance(card.get(key), dict) else value
     outcome.published = registry.publish(store, onnx_bytes, card)
     say(f"{prefix}: published version {outcome.published.version} "
         f"({len(onnx_bytes) / 1e6:.2f} MB, parity gap {outcome.parity_gap:.1e})")

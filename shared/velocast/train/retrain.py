@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from velocast import promotions, registry
+from velocast import paris_calendar, promotions, registry
 from velocast.store import Store, StoreError, open_store
 from velocast.train import counts, scoring
 from velocast.train.ingest import IngestReport, ingest
@@ -75,6 +75,25 @@ class RetrainReport:
         lines.append(f"promotions written: {', '.join(self.promotions) or 'none'}; "
                      f"live accuracy: {', '.join(self.live) or 'none'}; {self.seconds:.0f} s")
         return "\n".join(lines)
+
+
+def card_extras(frame: pd.DataFrame) -> dict:
+    """What the card records beyond the pipeline's: calendar coverage, and counters whose
+    newest day in the window counted nothing (functions warn on their predictions)."""
+    day = scoring.day_of(frame)
+    daily = frame.assign(day=day).groupby(["counter", "day"])["count"].sum().reset_index()
+    newest = daily.sort_values("day").groupby("counter").tail(1)
+    return {
+        "calendar": {
+            "school_holidays_zone_c_until": paris_calendar.school_calendar_until().isoformat(),
+            "school_holidays_source": "Education ministry calendars to 2026-08-31, then the "
+                                      "vacances-scolaires-france package's CSV; later dates by rule",
+            "public_holidays": "computed (fixed dates and Easter rules), checked against the "
+                               "holidays package to 2040 in tests",
+        },
+        "counter_table": {"outages": {str(r.counter): str(r.day)
+                                      for r in newest.itertuples() if r.count == 0}},
+    }
 
 
 def not_worse(candidate: float, champion: float, metric: str, tolerance: float) -> bool:
@@ -135,7 +154,7 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
         f"last {holdout_days} days, scored by a model fitted on the rows before them, next to "
         "the served champion on the same rows; the published model was refitted on all rows")}
     card_extra = {"promotion": {"tolerance": tolerance, "holdout": report.holdout},
-                  **(extra_card(frame) if extra_card else {})}
+                  **card_extras(frame), **(extra_card(frame) if extra_card else {})}
     by_task: dict[str, list[Decision]] = {}
     for step, model_type in enumerate(model_types, 1):
         spec = MODELS[model_type]

@@ -136,3 +136,24 @@ def test_ingest_into_gcs_bucket_is_write_once_and_idempotent(portal, fake_gcs):
     assert first.ok and again.ok and again.new == 0
     assert store.list("") == names
     assert len(stored_keys(store)) == first.new
+
+
+def test_concurrent_ingest_merges_onto_the_winners_manifest(portal, rows, tmp_path):
+    """Two ingests race for the next manifest number: the loser merges again, so the
+    rows of both are kept (no read-modify-write loss)."""
+
+    class RacingStore(LocalStore):
+        raced = False
+
+        def write_once(self, name, data, content_type="application/octet-stream"):
+            if name.startswith(counts.MANIFESTS) and not self.raced:
+                self.raced = True     # another ingest commits the day after, first
+                counts.commit(LocalStore(self.root), [("late counter", epoch(2021, 8, 5, 8),
+                                                       7.0, 48.85, 2.35)], "other", {})
+            return super().write_once(name, data, content_type)
+
+    portal.available_until = epoch(2021, 8, 1)
+    report = ingest(RacingStore(tmp_path), portal.url, **FAST)
+    assert report.ok and report.manifest == f"{counts.MANIFESTS}00000002.json"
+    keys = stored_keys(LocalStore(tmp_path))
+    assert ("late counter", epoch(2021, 8, 5, 8)) in keys and len(keys) == report.new + 1

@@ -138,7 +138,7 @@ class ModelCache:
     # -- choosing and loading -------------------------------------------------------
     def _candidates(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
         """Entries for (type, metric), best first."""
-        return promotions.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
+        return registry.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
 
     def _load(self, entry: registry.Entry) -> LoadedModel:
         import onnxruntime as ort  # noqa: PLC0415  (import cost paid once, at first load)

@@ -44,6 +44,7 @@ __all__ = [
     "best",
     "read_card",
     "read_model_bytes",
+    "served",
 ]
 
 METRIC_DIRECTIONS: dict[str, str] = {
@@ -360,3 +361,13 @@ def read_model_bytes(store: Store, entry: Entry) -> bytes:
     if digest != entry.sha256:
         raise IntegrityError(f"{entry.onnx_path}: sha256 {digest}, entry says {entry.sha256}")
     return data
+
+
+def served(entries: Iterable[Entry], promotions: Iterable, task: str,
+           model_type: str | None = None, metric: str | None = None) -> list[Entry]:
+    """What to serve for (task, model type, metric), best first: per type the newest
+    promoted entry, types ranked by the promotion's own same-rows metrics; `best`'s
+    ranking when the task has no promotion. See velocast.promotions."""
+    from .promotions import served as _served  # promotions imports this module
+
+    return _served(entries, promotions, task, model_type, metric)

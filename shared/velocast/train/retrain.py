@@ -6,10 +6,12 @@ one promotion object per task.
 
     python -m velocast.retrain --store URI [--source URL] [--models gbdt,affluence]
 
-Note on fairness: the champion was refitted on every row up to its own training day,
-so it has usually seen most of the held-out days that the challenger is scored on
-without having seen them. The comparison is therefore biased towards the champion;
-TOLERANCE leaves room for a fresher model that is a little behind on that footing.
+Fairness: the held-out days are only days that no served model was trained on (after
+the newest champion's training day, at most HOLDOUT_DAYS), and the challenger is
+fitted on the rows before them. With a daily schedule that is the newest day: the
+challenger then has the champion's data plus late corrections, so the comparison
+catches a retrain broken by bad data or code rather than rewarding the one that saw
+the answers.
 """
 
 from __future__ import annotations
@@ -96,6 +98,19 @@ def card_extras(frame: pd.DataFrame) -> dict:
     }
 
 
+def unseen_holdout_days(frame: pd.DataFrame, champions: dict, holdout_days: int) -> int:
+    """The newest `holdout_days` days, cut to the days no served model was trained on.
+    A champion refitted up to yesterday has seen most of a 7-day holdout: scored there,
+    it beat every challenger of a simulated month by 10-15% rmse_log (0.88 vs 1.00),
+    so nothing fresh was ever promoted. One holdout for every model of the run, so that
+    the promotion's figures all come from the same rows."""
+    if not champions:
+        return holdout_days
+    newest = dt.date.fromisoformat(str(scoring.day_of(frame).max()))
+    seen_to = max(dt.date.fromisoformat(m.entry.trained_to[:10]) for m in champions.values())
+    return max(0, min(holdout_days, (newest - seen_to).days))
+
+
 def not_worse(candidate: float, champion: float, metric: str, tolerance: float) -> bool:
     if registry.METRIC_DIRECTIONS[metric] == "min":
         return candidate <= champion * (1 + tolerance)
@@ -138,6 +153,11 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
     run = registry.new_version()
     champions = _live(store, frame, run, report)
 
+    holdout_days = unseen_holdout_days(frame, champions, holdout_days)
+    if holdout_days == 0:
+        say("no ingested day is newer than the served models' training: nothing to compare")
+        report.seconds = time.perf_counter() - started
+        return report
     fit_rows, holdout_rows = split_holdout(frame, holdout_days)
     if fit_rows.empty or holdout_rows.empty:
         raise ValueError(f"need more than {holdout_days} ingested days for a {holdout_days}-day holdout")

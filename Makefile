@@ -11,8 +11,8 @@ TFVARS ?= terraform/terraform.tfvars
 SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo package bench \
-        tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean \
+.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench \
+        tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys destroy clean \
         ingest retrain report trainer-image
 
 help: ## list the targets
@@ -66,6 +66,9 @@ serve: install ## run both functions locally (classify :8080, regress :8000), tr
 demo: install ## start both functions, send the old system's requests, print the answers, stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
+api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
+	$(PY) scripts/api_spec.py
+
 package: install ## build/classify and build/regress: lean function bundles and their zips
 	$(PY) scripts/package.py
 
@@ -75,9 +78,13 @@ bench: install ## benchmark against the old design; writes bench/results.json
 tf-fmt: ## format the Terraform files
 	terraform fmt -recursive terraform
 
-tf-check: ## terraform fmt -check and checkov
+tf-check: install ## terraform fmt -check, the provider-schema check and checkov
 	terraform fmt -check -recursive terraform
+	$(PY) -m pytest -q tests/test_terraform_schema.py
 	scripts/checkov.sh
+
+tf-schema: ## refresh terraform/schema/google-provider.json from the provider's npm bindings (needs npm)
+	$(PYTHON) scripts/tf_schema.py
 
 checkov: ## checkov on terraform/ (own venv)
 	scripts/checkov.sh

@@ -471,8 +471,7 @@ def worker_velocast(args) -> dict:
     def predict(model, records):
         session, input_name, table = model
         parsed = parse_records(records)
-        batch = build_matrix(parsed.names, parsed.epoch_seconds, parsed.latitude,
-                             parsed.longitude, table)
+        batch = build_matrix(parsed, table)
         return session.run(None, {input_name: batch.matrix})
 
     rss_imports = rss_mb()

@@ -21,10 +21,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from velocast.tasks import TASKS
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SAMPLE = ROOT / "data" / "paris-sample.csv"
-FUNCTIONS = {"classify": 8080, "regress": 8000}
+FUNCTIONS = {t.name: t.local_port for t in TASKS.values()}
 
 # The bodies the old system's clients send today.
 OLD_RECORD = {"nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",

@@ -33,9 +33,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "velocast"
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 
 # Offline-only subpackages of velocast, never shipped.
 EXCLUDED_SUBPACKAGES = ("train", "ingest", "retrain")
@@ -182,7 +184,8 @@ def check_imports(package_root: Path) -> None:
 
 def _runtime_sources(package: Path) -> list[Path]:
     sources = []
-    for path in sorted(package.rglob("*.py")):
+    # static/: the API spec and pages the functions serve.
+    for path in sorted([*package.rglob("*.py"), *(package / "static").glob("*")]):
         rel = path.relative_to(package)
         if rel.parts[0] in EXCLUDED_SUBPACKAGES or "__pycache__" in rel.parts:
             continue

@@ -343,7 +343,7 @@ def test_openapi_lists_every_route_the_service_implements(openapi):
 def test_openapi_matches_the_code(openapi):
     import importlib.util
 
-    from velocast import registry
+    from velocast import registry, tasks
     from velocast.schema import MAX_NAME_LENGTH
     from velocast.service import Settings
 
@@ -357,8 +357,10 @@ def test_openapi_matches_the_code(openapi):
     assert sorted(request["properties"]["metric"]["enum"][:-1]) == sorted(metrics)
     assert request["properties"]["metric"]["enum"][-1] is None
     assert sorted(schemas["Metric"]["enum"]) == sorted(metrics)
+    aliases = {a for t in tasks.TASKS.values() for a in t.aliases}
     assert set(request["properties"]["model_type"]["enum"]) == \
-        {"affluence", "gbdt", "rf", "nn", None}
+        {"affluence", "gbdt", "rf", "nn", None} | aliases == \
+        set(tasks.MODEL_TASK) | aliases | {None}
     record = schemas["Record"]["properties"]
     for key in ("nom_du_compteur", "Nom du compteur", "date_et_heure_de_comptage",
                 "Date et heure de comptage", "coordonnées_géographiques",
@@ -371,7 +373,7 @@ def test_openapi_matches_the_code(openapi):
     classify_main = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(classify_main)
     label = schemas["ClassifyResponse"]["properties"]["label"]["items"]
-    assert tuple(label["enum"]) == classify_main.LABELS == ("faible", "forte")
+    assert tuple(label["enum"]) == tasks.LABELS == ("faible", "forte")
 
     # Every error response is the Error shape; every 503 says when to retry.
     error_ref = "#/components/schemas/Error"
@@ -382,7 +384,9 @@ def test_openapi_matches_the_code(openapi):
             assert {"401", "403"} <= statuses, (path, method)
         for status, response in operation["responses"].items():
             response = deref(openapi, response)
-            schema = response["content"]["application/json"]["schema"]
+            # Success may be a document (/docs is HTML); every error is JSON.
+            media = "application/json" if int(status) >= 400 else next(iter(response["content"]))
+            schema = response["content"][media]["schema"]
             if status == "503":
                 assert "Retry-After" in response["headers"], (path, method)
             if int(status) >= 400 and path != "/health":

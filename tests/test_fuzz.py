@@ -428,12 +428,17 @@ def test_oversized_bodies_and_fields(apps, name):
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
-def test_non_finite_literals_are_invalid_json(apps, name, literal):
+def test_non_finite_literals_are_missing_values_named_where_needed(apps, name, literal):
+    # json.dumps writes empty pandas cells as NaN (issue 16): a missing value, not a
+    # number, so a needed field holding one is a 422 naming the record and field.
     raw = ('{"records": [{"nom_du_compteur": "%s", "date_et_heure_de_comptage": '
            '"2025-05-20T08:00:00+02:00", "coordonnees_geographiques": [%s, 2.35]}]}'
            % (KNOWN[0], literal)).encode()
     r = post_raw(apps[name], raw)
-    assert r.status_code == 400 and check_response(r)["error"]["code"] == "invalid_json"
+    error = check_response(r)["error"]
+    assert r.status_code == 422 and error["code"] == "invalid_records", error
+    assert error["details"][0]["record"] == 0
+    assert error["details"][0]["field"] == "coordonnees_geographiques"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -48,6 +48,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from velocast.errors import ApiError
+
 __all__ = ["AuthError", "KeyRing", "default_secret_client_factory"]
 
 log = logging.getLogger("velocast.auth")
@@ -68,27 +70,14 @@ Clock = Callable[[], float]
 SecretClientFactory = Callable[[], Any]
 
 
-class AuthError(Exception):
+class AuthError(ApiError):
     """A rejected request: 401 no key, 403 wrong key, 503 key store unavailable."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        headers = ({"WWW-Authenticate": 'Bearer realm="velocast"'} if status == 401 else
+                   {"Retry-After": str(retry_after)} if retry_after is not None else {})
+        super().__init__(status, code, message, headers=headers)
         self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Response headers the HTTP layer should send with this error."""
-        if self.status == 401:
-            return {"WWW-Authenticate": 'Bearer realm="velocast"'}
-        if self.retry_after is not None:
-            return {"Retry-After": str(self.retry_after)}
-        return {}
-
-    def __repr__(self) -> str:
-        return f"AuthError({self.status}, {self.code!r}, {self.message!r})"
 
 
 def _digest(key: str) -> bytes:

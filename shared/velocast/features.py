@@ -4,8 +4,8 @@ Training (`velocast.train`) and serving (the two functions) both call
 `build_matrix`; nothing else computes a feature. Runtime code: standard library and
 numpy only.
 
-Inputs are arrays of counter names, UTC instants (epoch seconds), and coordinates
-(NaN when absent). Calendar features are computed in Europe/Paris local time, so an
+Input is one `Records` object: counter names, UTC instants (epoch seconds) and
+coordinates (NaN when absent). Calendar features are computed in Europe/Paris local time, so an
 instant given with any UTC offset lands on the right local hour across DST changes.
 """
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from velocast import paris_calendar as cal
+from velocast.errors import RecordError
 
 # Bump when a feature's meaning, order or the counter table changes: a function
 # refuses a model trained with another version.
@@ -45,6 +46,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "longitude",
 )
 N_FEATURES = len(FEATURE_NAMES)
+# The request fields the features read (snake_case; velocast.schema also takes the
+# export's French headers).
+COUNTER = "nom_du_compteur"
+DATE = "date_et_heure_de_comptage"
+COORDINATES = "coordonnees_geographiques"
 DAY_TYPES = 3
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -214,25 +220,39 @@ class CounterTable:
         return float(np.hypot(dx, dy).min()) * KM_PER_DEGREE
 
 
-class UnknownCounterError(ValueError):
+class UnknownCounterError(RecordError):
     """A counter the models never saw, given without coordinates."""
 
     def __init__(self, row: int, name: str):
-        super().__init__(f"counter {name!r} is not known and no coordinates were given")
-        self.row = row
+        super().__init__(row, COUNTER, f"counter {name!r} is not known and no coordinates were given",
+                         f"unknown counter {name!r}; add '{COORDINATES}' so it can be predicted "
+                         "from its neighbours")
         self.name = name
 
 
-class OutOfAreaError(ValueError):
+class OutOfAreaError(RecordError):
     """An unknown counter farther than MAX_NEIGHBOUR_KM from every known one."""
 
     def __init__(self, row: int, name: str, km: float):
-        super().__init__(f"counter {name!r} is {km:,.0f} km from the nearest known counter; "
-                         f"the models cover counters within {MAX_NEIGHBOUR_KM:g} km of the "
-                         "ones they were trained on")
-        self.row = row
+        message = (f"counter {name!r} is {km:,.0f} km from the nearest known counter; the models "
+                   f"cover counters within {MAX_NEIGHBOUR_KM:g} km of the ones they were trained on")
+        super().__init__(row, COORDINATES, message, message)
         self.name = name
         self.km = km
+
+
+@dataclass
+class Records:
+    """What the features read from a batch of records, training rows or request records
+    alike: a new request field is added here and in `velocast.schema` only."""
+
+    names: list[str] = field(default_factory=list)
+    epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))   # UTC instants
+    latitude: np.ndarray = field(default_factory=lambda: np.empty(0))        # NaN when absent
+    longitude: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True)
@@ -242,7 +262,7 @@ class FeatureBatch:
     mean_count: np.ndarray              # each row's counter mean (affluence threshold)
 
 
-def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable) -> FeatureBatch:
+def build_matrix(records: Records, table: CounterTable) -> FeatureBatch:
     """The float32 matrix every model takes.
 
     A known counter uses its training statistics and coordinates; an unknown one
@@ -250,10 +270,10 @@ def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable)
     without coordinates raises UnknownCounterError naming the row, one farther than
     MAX_NEIGHBOUR_KM from every known counter OutOfAreaError.
     """
-    names = list(names)
-    latitude = np.asarray(latitude, dtype=np.float64).reshape(-1)
-    longitude = np.asarray(longitude, dtype=np.float64).reshape(-1)
-    calendar = local_calendar(epoch_seconds)
+    names = list(records.names)
+    latitude = np.asarray(records.latitude, dtype=np.float64).reshape(-1)
+    longitude = np.asarray(records.longitude, dtype=np.float64).reshape(-1)
+    calendar = local_calendar(records.epoch_seconds)
     hour, day_type = calendar.hour, calendar.day_type
 
     index_by_name: dict[str, int | None] = {}

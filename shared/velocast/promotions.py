@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .registry import METRIC_DIRECTIONS, Entry
+from .registry import METRIC_DIRECTIONS, Entry, ranked
 from .store import NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,6 @@ def _score(metrics: dict, metric: str) -> float | None:
     return value if METRIC_DIRECTIONS[metric] == "max" else -value
 
 
-def _ranked_by_own_metrics(entries: list[Entry], metric: str) -> list[Entry]:
-    scored = [(s, e.version, e) for e in entries if (s := _score(e.metrics, metric)) is not None]
-    return [e for _, _, e in sorted(scored, key=lambda t: (t[0], t[1]), reverse=True)]
-
-
 def served(entries: Iterable[Entry], promotions: Iterable[Promotion], task: str,
            model_type: str | None = None, metric: str | None = None) -> list[Entry]:
     """The entries to serve for (task, model type, metric), best first; the ones after
@@ -125,7 +120,7 @@ def served(entries: Iterable[Entry], promotions: Iterable[Promotion], task: str,
     by_key = {(e.model_type, e.version): e for e in pool}
     generations = [p for p in promotions if p.task == task]
     if not generations:
-        return _ranked_by_own_metrics(pool, metric)
+        return ranked(pool, task, metric, model_type)
     out: list[Entry] = []
     for promotion in sorted(generations, key=lambda p: p.version, reverse=True):
         items = [(t, item) for t, item in promotion.served.items()

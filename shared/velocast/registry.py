@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from . import tasks
 from .store import AlreadyExists, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -42,29 +43,18 @@ __all__ = [
     "publish",
     "list_entries",
     "best",
+    "ranked",
     "read_card",
     "read_model_bytes",
+    "read_verified",
     "served",
 ]
 
-METRIC_DIRECTIONS: dict[str, str] = {
-    "rmse": "min",
-    "rmse_log": "min",
-    "mae": "min",
-    "r2": "max",
-    "f1_score": "max",
-    "accuracy": "max",
-    "precision": "max",
-    "recall": "max",
-    "roc_auc": "max",
-}
-DEFAULT_METRIC: dict[str, str] = {"regress": "rmse_log", "classify": "f1_score"}
-TASKS = tuple(DEFAULT_METRIC)
-# Which metrics a request may select models by, per task.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "regress": ("rmse_log", "rmse", "mae", "r2"),
-    "classify": ("f1_score", "accuracy", "precision", "recall", "roc_auc"),
-}
+# Derived from velocast.tasks, the one description of each task.
+METRIC_DIRECTIONS: dict[str, str] = tasks.METRIC_DIRECTIONS
+DEFAULT_METRIC: dict[str, str] = {t.name: t.default_metric for t in tasks.TASKS.values()}
+TASKS = tasks.TASK_NAMES
+TASK_METRICS: dict[str, tuple[str, ...]] = {t.name: t.metrics for t in tasks.TASKS.values()}
 
 # Card keys the trainer must provide; publish adds the rest.
 REQUIRED_CARD_KEYS = ("task", "model_type", "metrics", "feature_spec_version", "trained_from", "trained_to")
@@ -361,6 +351,40 @@ def read_model_bytes(store: Store, entry: Entry) -> bytes:
     if digest != entry.sha256:
         raise IntegrityError(f"{entry.onnx_path}: sha256 {digest}, entry says {entry.sha256}")
     return data
+
+
+def ranked(entries: Iterable[Entry], task: str, metric: str,
+           model_type: str | None = None) -> list[Entry]:
+    """Entries of ``task`` (and ``model_type``) that carry ``metric``, best first: the
+    order in which a function tries to load them."""
+    pool = [e for e in entries if e.task == task and metric in e.metrics
+            and (model_type is None or e.model_type == model_type)]
+    ordered = []
+    while pool:
+        top = best(pool, task, metric)
+        if top is None:
+            break
+        ordered.append(top)
+        pool = [e for e in pool if e.version != top.version]
+    return ordered
+
+
+def read_verified(store: Store, entry: Entry, feature_spec_version: str) -> tuple[dict, bytes]:
+    """The card and ONNX bytes of ``entry``, or IntegrityError: bytes that do not match
+    the entry's sha256, a card that disagrees with its entry, or a feature spec other
+    than the serving code's."""
+    if entry.feature_spec_version != feature_spec_version:
+        raise IntegrityError(f"feature spec {entry.feature_spec_version} != this code's "
+                             f"{feature_spec_version}")
+    card = read_card(store, entry)
+    model_bytes = read_model_bytes(store, entry)
+    if card.get("sha256", entry.sha256) != entry.sha256:
+        raise IntegrityError(f"card sha256 {card.get('sha256')} does not match the registry's "
+                             f"{entry.sha256}")
+    if card.get("feature_spec_version") != feature_spec_version:
+        raise IntegrityError(f"card feature spec {card.get('feature_spec_version')} != "
+                             f"{feature_spec_version}")
+    return card, model_bytes
 
 
 def served(entries: Iterable[Entry], promotions: Iterable, task: str,

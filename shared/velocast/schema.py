@@ -1,5 +1,5 @@
 """Request records: the old system's snake_case keys and the export's French headers,
-validated into the arrays `velocast.features.build_matrix` takes.
+validated into the `velocast.features.Records` that `build_matrix` takes.
 
 Every problem names its record, its field and why, so a client can fix its batch.
 """
@@ -11,32 +11,19 @@ import functools
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from velocast.features import PARIS
+from velocast.errors import ApiError
+from velocast.features import COORDINATES, COUNTER, DATE, PARIS, Records
 
-COUNTER = "nom_du_compteur"
-DATE = "date_et_heure_de_comptage"
-COORDINATES = "coordonnees_geographiques"
 MAX_NAME_LENGTH = 200
 MAX_FIELD_LENGTH = 200
 # The service predicts traffic, not history or the far future; this also keeps
 # datetime arithmetic away from its limits.
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
 MAX_ERRORS_REPORTED = 50
-
-
-class RequestError(Exception):
-    """A client error with its HTTP status, a stable code and per-field details."""
-
-    def __init__(self, status: int, code: str, message: str, details: list | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
 
 
 @dataclass(frozen=True)
@@ -47,17 +34,6 @@ class FieldError:
 
     def to_dict(self) -> dict:
         return {"record": self.record, "field": self.field, "reason": self.reason}
-
-
-@dataclass
-class ParsedRecords:
-    names: list[str] = field(default_factory=list)
-    epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))
-    latitude: np.ndarray = field(default_factory=lambda: np.empty(0))
-    longitude: np.ndarray = field(default_factory=lambda: np.empty(0))
-
-    def __len__(self) -> int:
-        return len(self.names)
 
 
 def _normalize_key(key: str) -> str:
@@ -139,16 +115,16 @@ def parse_coordinates(value) -> tuple[float, float]:
     return lat, lon
 
 
-def parse_records(records) -> ParsedRecords:
-    """Validate a list of request records; raises RequestError (422) listing every bad
+def parse_records(records) -> Records:
+    """Validate a list of request records; raises ApiError (422) listing every bad
     field, so one round trip shows the client all of its mistakes."""
     if not isinstance(records, list):
-        raise RequestError(422, "invalid_request", "'records' must be a list of objects",
+        raise ApiError(422, "invalid_request", "'records' must be a list of objects",
                            [{"field": "records", "reason": f"got {type(records).__name__}"}])
     if not records:
-        raise RequestError(422, "invalid_request", "'records' is empty",
+        raise ApiError(422, "invalid_request", "'records' is empty",
                            [{"field": "records", "reason": "send at least one record"}])
-    parsed = ParsedRecords()
+    parsed = Records()
     epochs, lats, lons = [], [], []
     errors: list[FieldError] = []
     for index, record in enumerate(records):
@@ -184,7 +160,7 @@ def parse_records(records) -> ParsedRecords:
         shown = errors[:MAX_ERRORS_REPORTED]
         more = f" (first {len(shown)} shown)" if len(errors) > len(shown) else ""
         first = shown[0]
-        raise RequestError(
+        raise ApiError(
             422, "invalid_records",
             f"{len(errors)} invalid field(s){more}; first: record {first.record}, "
             f"field {first.field or '(record)'}: {first.reason}",

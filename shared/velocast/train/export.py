@@ -7,6 +7,7 @@ import onnxruntime as ort
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
+from velocast import tasks
 from velocast.features import N_FEATURES
 
 # Pinned so a model exported today loads in the functions' onnxruntime for years.
@@ -31,9 +32,7 @@ def onnx_output(onnx_bytes: bytes, matrix: np.ndarray, task: str) -> np.ndarray:
     P(busy) for a classifier. The functions read outputs the same way."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     outputs = session.run(None, {INPUT_NAME: matrix.astype(np.float32)})
-    if task == "classify":
-        return np.asarray(outputs[1])[:, 1]
-    return np.asarray(outputs[0]).reshape(-1)
+    return tasks.get(task).model_output(outputs)
 
 
 def sklearn_output(estimator, matrix: np.ndarray, task: str) -> np.ndarray:

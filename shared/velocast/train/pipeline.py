@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from velocast import registry
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
-                               build_matrix)
+                               Records, build_matrix)
 from velocast.store import open_store
 from velocast.train import export
 
@@ -122,8 +122,8 @@ class Prepared:
 
 
 def prepare(frame: pd.DataFrame, table: CounterTable) -> Prepared:
-    batch = build_matrix(frame["counter"].tolist(), frame["epoch"].to_numpy(),
-                         frame["latitude"].to_numpy(), frame["longitude"].to_numpy(), table)
+    batch = build_matrix(Records(frame["counter"].tolist(), frame["epoch"].to_numpy(),
+                                 frame["latitude"].to_numpy(), frame["longitude"].to_numpy()), table)
     counts = frame["count"].to_numpy(dtype=np.float64)
     return Prepared(table, batch.matrix, np.log1p(counts),
                     (counts > batch.mean_count).astype(np.int64),

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from velocast import promotions, registry
-from velocast.features import PARIS, CounterTable, build_matrix
+from velocast.features import PARIS, CounterTable, Records, build_matrix
 from velocast.store import Store
 from velocast.train import export
 from velocast.train.pipeline import classification_metrics, regression_metrics
@@ -28,8 +28,9 @@ class ServedModel:
 
     def output(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(model output: log1p count or P(busy), each row's counter mean in its table)."""
-        batch = build_matrix(frame["counter"].tolist(), frame["epoch"].to_numpy(),
-                             frame["latitude"].to_numpy(), frame["longitude"].to_numpy(), self.table)
+        batch = build_matrix(Records(frame["counter"].tolist(), frame["epoch"].to_numpy(),
+                                     frame["latitude"].to_numpy(), frame["longitude"].to_numpy()),
+                             self.table)
         return export.onnx_output(self.onnx, batch.matrix, self.entry.task), batch.mean_count
 
 

@@ -86,8 +86,9 @@ tf-check: install ## terraform fmt -check, the provider-schema check and checkov
 tf-schema: ## refresh terraform/schema/google-provider.json from the provider's npm bindings (needs npm)
 	$(PYTHON) scripts/tf_schema.py
 
-checkov: ## checkov on terraform/ (own venv)
+checkov: ## checkov on terraform/ and .github/workflows/ (own venv)
 	scripts/checkov.sh
+	scripts/checkov.sh --github-actions
 
 plan: package ## terraform plan with $(TFVARS)
 	scripts/cloud.sh plan

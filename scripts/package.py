@@ -6,7 +6,8 @@ Each bundle is the folder Cloud Functions builds from (and terraform/ zips):
 
     build/<fn>/main.py            the function's entry point, copied
     build/<fn>/requirements.txt   the function's pinned runtime requirements, copied
-    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/)
+    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/,
+                                  dev/ or publish.py)
 
 plus build/<fn>.zip, a deterministic zip of that folder (sorted entries, fixed
 timestamps and modes: the same sources always give the same bytes), handy for
@@ -15,7 +16,8 @@ timestamps and modes: the same sources always give the same bytes), handy for
 The build fails loudly, leaving no half-built bundle, when
   - a requirements.txt lists an offline-only distribution (scikit-learn, pandas,
     skl2onnx, onnx; onnxruntime is fine) or a requirement that is not pinned with ==;
-  - a copied module imports sklearn, pandas, skl2onnx, onnx or velocast.train
+  - a copied module imports sklearn, pandas, skl2onnx, onnx or an offline part of
+    velocast (velocast.train, velocast.dev, velocast.publish)
     (AST scan of every copied file: top-level and lazy imports, relative imports,
     importlib.import_module("...") and __import__("...") with a literal name).
 
@@ -39,13 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "velocast"
 FUNCTIONS = TASK_NAMES
 
-# Offline-only subpackages of velocast, never shipped.
-EXCLUDED_SUBPACKAGES = ("train", "ingest", "retrain")
+# Offline-only parts of velocast (subpackages and modules), never shipped: training,
+# the ingest and retrain commands, developer tooling (local servers, venvs), publishing.
+OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
 
 # Distributions that must never be installed in a function (normalised per PEP 503).
 FORBIDDEN_REQUIREMENTS = {"scikit-learn", "sklearn", "pandas", "skl2onnx", "onnx"}
 # Modules the runtime code must never import (the module itself or any submodule).
-FORBIDDEN_IMPORTS = ("sklearn", "pandas", "skl2onnx", "onnx", "velocast.train")
+FORBIDDEN_IMPORTS = ("sklearn", "pandas", "skl2onnx", "onnx", "velocast.train", "velocast.dev",
+                     "velocast.publish")
 
 # Fixed metadata for reproducible zips (the zip format cannot go below 1980).
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -187,7 +191,7 @@ def _runtime_sources(package: Path) -> list[Path]:
     # static/: the API spec and pages the functions serve.
     for path in sorted([*package.rglob("*.py"), *(package / "static").glob("*")]):
         rel = path.relative_to(package)
-        if rel.parts[0] in EXCLUDED_SUBPACKAGES or "__pycache__" in rel.parts:
+        if rel.parts[0] in OFFLINE_PARTS or "__pycache__" in rel.parts:
             continue
         sources.append(path)
     if not any(p.name == "__init__.py" and p.parent == package for p in sources):

@@ -1,87 +1,24 @@
-"""velocast.auth against the real Secret Manager client talking to a loopback stub."""
+"""velocast.auth against the real Secret Manager client talking to a loopback stub:
+client keys, rotation, failing closed, the admin key. Configuration from the
+environment and the module's imports: tests/test_auth_configuration.py."""
 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import grpc
 import pytest
 
-from tests.secret_manager_stub import SecretManagerStub, client_for
-from velocast import auth
-from velocast.auth import AuthError, KeyRing
+pytest.register_assert_rewrite("tests.auth_helpers")
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT = "velocast-test"
-CLIENT_SECRET = f"projects/{PROJECT}/secrets/api-keys"
-ADMIN_SECRET = f"projects/{PROJECT}/secrets/admin-key"
-# Stopped-stub tests wait out the client's retry loop in real time: keep it short.
-FAST_FETCH = 0.3
+from tests.auth_helpers import (CLIENT_SECRET, FAST_FETCH, auth_records,  # noqa: E402
+                               no_secret_manager, ring_for, secret_env, status_of)
+from tests.secret_manager_stub import client_for  # noqa: E402
+from velocast import auth  # noqa: E402
+from velocast.auth import AuthError, KeyRing  # noqa: E402
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def stub():
-    with SecretManagerStub(
-        {CLIENT_SECRET: "client-key-1\n", ADMIN_SECRET: "admin-key-1"}
-    ) as server:
-        yield server
-
-
-def secret_env(**extra: str) -> dict[str, str]:
-    env = {
-        "API_KEYS_SECRET": "api-keys",
-        "ADMIN_KEY_SECRET": "admin-key",
-        "GCP_PROJECT": PROJECT,
-        "SECRET_TTL_SECONDS": "60",
-    }
-    env.update(extra)
-    return env
-
-
-def ring_for(stub: SecretManagerStub, clock: FakeClock, **extra: str) -> KeyRing:
-    return KeyRing.from_env(
-        secret_env(**extra),
-        secret_client_factory=lambda: client_for(stub.address),
-        clock=clock,
-        fetch_timeout=FAST_FETCH,
-    )
-
-
-def no_secret_manager():
-    raise AssertionError("Secret Manager must not be contacted")
-
-
-def status_of(check, headers) -> int:
-    try:
-        check(headers)
-    except AuthError as exc:
-        return exc.status
-    return 200
-
-
-def auth_records(caplog, level: int) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "velocast.auth" and r.levelno == level]
+pytest_plugins = ["tests.auth_helpers"]
 
 
 # -- client keys from Secret Manager -------------------------------------------
@@ -313,169 +250,3 @@ def test_admin_closed_when_only_client_keys_are_configured(caplog):
     assert status_of(ring.check_admin, {}) == 401
     [line] = auth_records(caplog, logging.WARNING)
     assert "ADMIN_KEY" in line.getMessage()
-
-
-# -- env-var keys and no configuration -----------------------------------------
-
-
-def test_env_keys_work_without_secret_manager(caplog):
-    ring = KeyRing.from_env(
-        {"API_KEYS": " k1, k2 ,,", "ADMIN_KEY": "adm"}, secret_client_factory=no_secret_manager
-    )
-    assert ring.enabled
-    ring.check_client({"X-API-Key": "k1"})
-    ring.check_client({"Authorization": "Bearer k2"})
-    assert status_of(ring.check_client, {"X-API-Key": "k3"}) == 403
-    assert status_of(ring.check_client, {"X-API-Key": ""}) == 401
-    assert auth_records(caplog, logging.WARNING) == []
-    assert "k1" not in repr(ring)
-
-
-def test_secret_wins_over_env_keys(stub, clock, caplog):
-    ring = ring_for(stub, clock, API_KEYS="local-key")
-    assert status_of(ring.check_client, {"X-API-Key": "local-key"}) == 403
-    ring.check_client({"X-API-Key": "client-key-1"})
-    warnings = [r.getMessage() for r in auth_records(caplog, logging.WARNING)]
-    assert any("API_KEYS is ignored" in w for w in warnings)
-
-
-def test_no_configuration_disables_auth_with_one_warning(caplog):
-    caplog.set_level(logging.DEBUG, logger="velocast.auth")
-    ring = KeyRing.from_env({}, secret_client_factory=no_secret_manager)
-    assert ring.enabled is False
-    ring.check_client({})
-    ring.check_client({"X-API-Key": "whatever"})
-    ring.check_admin({})
-    records = [r for r in caplog.records if r.name == "velocast.auth"]
-    assert len(records) == 1 and records[0].levelno == logging.WARNING
-    message = records[0].getMessage()
-    assert message.startswith("auth disabled: no API_KEYS or API_KEYS_SECRET configured")
-    assert "admin routes are open" in message
-
-
-def test_no_client_keys_but_admin_key_keeps_admin_closed(caplog):
-    ring = KeyRing.from_env(
-        {"ADMIN_KEY": "adm", "API_KEYS": " , "}, secret_client_factory=no_secret_manager
-    )
-    assert ring.enabled is False
-    ring.check_client({})
-    assert status_of(ring.check_admin, {}) == 401
-    ring.check_admin({"X-API-Key": "adm"})
-    [line] = auth_records(caplog, logging.WARNING)
-    assert line.getMessage().startswith("auth disabled:")
-
-
-# -- configuration -------------------------------------------------------------
-
-
-def test_full_secret_name_and_google_cloud_project(stub, clock):
-    ring = KeyRing.from_env(
-        {"API_KEYS_SECRET": CLIENT_SECRET, "ADMIN_KEY_SECRET": "admin-key",
-         "GOOGLE_CLOUD_PROJECT": PROJECT},
-        secret_client_factory=lambda: client_for(stub.address),
-        clock=clock,
-    )
-    ring.check_client({"X-API-Key": "client-key-1"})
-    ring.check_admin({"X-API-Key": "admin-key-1"})
-    assert sorted(stub.calls) == [
-        f"{ADMIN_SECRET}/versions/latest",
-        f"{CLIENT_SECRET}/versions/latest",
-    ]
-
-
-@pytest.mark.parametrize(
-    "env, match",
-    [
-        ({"API_KEYS_SECRET": "api-keys"}, "GCP_PROJECT"),
-        ({"API_KEYS_SECRET": "projects/p/secrets/s/versions/1"}, "secret id"),
-        ({"API_KEYS": "k", "SECRET_TTL_SECONDS": "soon"}, "SECRET_TTL_SECONDS"),
-        ({"API_KEYS": "k", "SECRET_TTL_SECONDS": "-1"}, "SECRET_TTL_SECONDS"),
-    ],
-)
-def test_bad_configuration_is_refused(env, match):
-    with pytest.raises(ValueError, match=match):
-        KeyRing.from_env(env, secret_client_factory=no_secret_manager)
-
-
-def test_ttl_default_is_300_seconds(stub, clock):
-    env = secret_env()
-    del env["SECRET_TTL_SECONDS"]
-    ring = KeyRing.from_env(
-        env, secret_client_factory=lambda: client_for(stub.address), clock=clock
-    )
-    ring.check_client({"X-API-Key": "client-key-1"})
-    clock.advance(299)
-    ring.check_client({"X-API-Key": "client-key-1"})
-    assert len(stub.calls) == 1
-    clock.advance(1)
-    ring.check_client({"X-API-Key": "client-key-1"})
-    assert len(stub.calls) == 2
-
-
-def test_emulator_host_routes_the_default_client_to_the_stub(stub, clock, caplog):
-    ring = KeyRing.from_env(
-        secret_env(SECRET_MANAGER_EMULATOR_HOST=stub.address), clock=clock
-    )
-    ring.check_client({"X-API-Key": "client-key-1"})
-    ring.check_admin({"X-API-Key": "admin-key-1"})
-    assert len(stub.calls) == 2
-    assert any("test only" in r.getMessage() for r in auth_records(caplog, logging.WARNING))
-
-
-# -- processes -----------------------------------------------------------------
-
-
-def _python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def test_import_is_stdlib_only():
-    # Compared with a baseline: a *-nspkg.pth file in the venv preloads the empty
-    # `google` and `google.cloud` namespace packages at interpreter start.
-    code = (
-        "import sys\n"
-        "before = set(sys.modules)\n"
-        "import velocast.auth as a\n"
-        "r = a.KeyRing.from_env({'API_KEYS': 'k', 'ADMIN_KEY': 'a'})\n"
-        "r.check_client({'X-API-Key': 'k'}); r.check_admin({'X-API-Key': 'a'})\n"
-        "new = set(sys.modules) - before\n"
-        "print(sorted(m for m in new if m.split('.')[0] in ('grpc', 'google', 'proto')))\n"
-    )
-    result = _python(code)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
-
-
-def test_stub_runs_as_a_process():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.secret_manager_stub", "--port", "0",
-         "--secret", "api-keys=k1", "--secret", "api-keys=k2",
-         "--secret", f"{ADMIN_SECRET}=adm"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        if not line.startswith("listening on "):
-            proc.kill()
-            pytest.fail(f"stub did not start: {line!r} {proc.stderr.read()}")
-        address = line.split()[-1]
-        ring = KeyRing.from_env(
-            {"API_KEYS_SECRET": "api-keys", "ADMIN_KEY_SECRET": ADMIN_SECRET,
-             "GCP_PROJECT": "any-project", "SECRET_MANAGER_EMULATOR_HOST": address}
-        )
-        ring.check_client({"X-API-Key": "k1"})
-        ring.check_client({"X-API-Key": "k2"})
-        ring.check_admin({"X-API-Key": "adm"})
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0

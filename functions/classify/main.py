@@ -4,9 +4,11 @@ its usual level) at a given hour? What the task is and how its answers look is
 
 import functions_framework
 
+from velocast import server_errors
 from velocast.service import Service
 
 service = Service("classify")
+server_errors.install()
 
 
 @functions_framework.http

@@ -3,9 +3,11 @@ and how its answers look is `velocast.tasks.TASKS["regress"]`."""
 
 import functions_framework
 
+from velocast import server_errors
 from velocast.service import Service
 
 service = Service("regress")
+server_errors.install()
 
 
 @functions_framework.http

@@ -62,6 +62,10 @@ NEIGHBOURS = 4
 # (OutOfAreaError) rather than guessed.
 MAX_NEIGHBOUR_KM = 20.0
 KM_PER_DEGREE = 111.195
+# A known counter given coordinates farther than this from its known place is predicted
+# at its known place, with a warning: counters do not move, so the client's coordinates
+# are probably wrong (0, 0 is a common placeholder).
+MAX_KNOWN_OFFSET_KM = 0.5
 
 
 def counter_key(name: str) -> str:
@@ -250,6 +254,8 @@ class Records:
     epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))   # UTC instants
     latitude: np.ndarray = field(default_factory=lambda: np.empty(0))        # NaN when absent
     longitude: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # Things a client should know about its records ({"record", "field", "message"}).
+    warnings: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -259,6 +265,7 @@ class Records:
 class FeatureBatch:
     matrix: np.ndarray                  # float32, (rows, N_FEATURES)
     unknown_counters: tuple[int, ...]   # rows predicted from their coordinates
+    moved_counters: tuple[int, ...]     # known counters given coordinates far from their place
     mean_count: np.ndarray              # each row's counter mean (affluence threshold)
 
 
@@ -293,6 +300,10 @@ def build_matrix(records: Records, table: CounterTable) -> FeatureBatch:
     profile[known] = table.profile[known_index, day_type[known], hour[known]]
     lat_out[known] = table.latitude[known_index]
     lon_out[known] = table.longitude[known_index]
+    with np.errstate(invalid="ignore"):
+        offset_km = KM_PER_DEGREE * np.hypot(
+            latitude - lat_out, (longitude - lon_out) * np.cos(np.radians(lat_out)))
+    moved = np.flatnonzero(known & (offset_km > MAX_KNOWN_OFFSET_KM))
 
     unknown = np.flatnonzero(~known)
     borrowed: dict[tuple[float, float], np.ndarray] = {}
@@ -333,4 +344,4 @@ def build_matrix(records: Records, table: CounterTable) -> FeatureBatch:
         lon_out,
     ]).astype(np.float32)
     return FeatureBatch(matrix=matrix, unknown_counters=tuple(unknown.tolist()),
-                        mean_count=np.expm1(log_mean))
+                        moved_counters=tuple(moved.tolist()), mean_count=np.expm1(log_mean))

@@ -51,7 +51,8 @@ class LoadedModel:
         return {"task": e.task, "type": e.model_type, "version": e.version,
                 "metric": metric, "metric_value": e.metrics.get(metric),
                 "metrics": e.metrics, "trained_from": e.trained_from,
-                "trained_to": e.trained_to, "feature_spec_version": e.feature_spec_version}
+                "trained_to": e.trained_to, "published_at": e.published_at,
+                "feature_spec_version": e.feature_spec_version}
 
 
 class ModelCache:
@@ -276,7 +277,8 @@ class ModelCache:
                 self.get()
             except (NoModelAvailable, UnknownModelChoice) as exc:
                 error = str(exc)
+        with self._lock:
+            refused, last_error = dict(self._bad_versions), self._last_error
         return {"task": self.task, "store": self.store_uri,
                 "feature_spec_version": FEATURE_SPEC_VERSION,
-                "models": self.serving(), "error": error or self._last_error,
-                "refused": dict(self._bad_versions)}
+                "models": self.serving(), "error": error or last_error, "refused": refused}

@@ -9,6 +9,7 @@ Every error is {"error": {"code", "message", "details"}}.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -17,12 +18,14 @@ import time
 from dataclasses import dataclass
 
 from velocast import advisories, api_docs, logs, promotions, registry, tasks
+from velocast import body as request_body
 from velocast.errors import ApiError, NoModelAvailable
-from velocast.features import COUNTER, build_matrix
+from velocast.features import COORDINATES, COUNTER, build_matrix
 from velocast.model_cache import ModelCache
 from velocast.schema import parse_records
 
 log = logging.getLogger("velocast.service")
+MAX_WARNINGS = 100
 
 PREDICT_ROUTES = ("/", "/predict")
 REFRESH_ROUTES = ("/refresh", "/refresh_model", "/refresh_models")
@@ -49,6 +52,7 @@ class Settings:
     max_body_bytes: int
     project: str | None
     onnx_threads: int
+    body_timeout_seconds: float
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Settings":
@@ -69,6 +73,7 @@ class Settings:
             max_body_bytes=number("MAX_BODY_BYTES", 10 * 1024 * 1024, int, 1),
             project=environ.get("GCP_PROJECT") or environ.get("GOOGLE_CLOUD_PROJECT"),
             onnx_threads=number("ONNX_THREADS", 1, int, 1),
+            body_timeout_seconds=number("BODY_TIMEOUT_SECONDS", 10.0, float),
         )
 
 
@@ -147,6 +152,9 @@ class Service:
                 headers = {"Content-Type": "application/json; charset=utf-8", **headers}
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
+            if _body_left_unread(request):
+                request_body.cut_unread(request, self._settings.body_timeout_seconds)
+                return _answer_unread(payload, status, headers)
             return payload, status, headers
         finally:
             if token is not None:
@@ -178,9 +186,10 @@ class Service:
         method = ROUTES.get(path)
         if method is None:
             raise ApiError(404, "not_found", f"no route {path}; routes: {', '.join(ROUTES)}")
-        if request.method != method:
+        # HEAD works where GET does (werkzeug sends the headers without the body).
+        if request.method != method and not (request.method == "HEAD" and method == "GET"):
             raise ApiError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}",
-                            headers={"Allow": method})
+                           headers={"Allow": "GET, HEAD" if method == "GET" else method})
         if path in DOCUMENTS:
             content_type, content = DOCUMENTS[path]
             return Document(content(), content_type), 0
@@ -196,16 +205,25 @@ class Service:
         return self._predict(request)
 
     def _health(self) -> dict:
+        """Keyless, so it says only whether the task is ready and which versions serve
+        (with their age); the store, errors, refusals and metrics are in /models."""
         health = self.cache.health()
-        health["status"] = "ok" if health["models"] else "unavailable"
-        return health
+        now = time.time()
+        served = [{"model_type": m["model_type"], "metric": m["metric"], "type": m["type"],
+                   "version": m["version"], "age_days": _age_days(m.get("published_at"), now)}
+                  for m in health["models"]]
+        return {"task": self.task, "status": "ok" if served else "unavailable", "models": served}
 
     def _models(self) -> dict:
+        health = self.cache.health()
         entries = self.cache.entries()
         # The model a request without options gets (the newest promotion's, if any).
         default = next(iter(self.cache.ranked(entries, None, registry.DEFAULT_METRIC[self.task])), None)
         return {"task": self.task, "default": default.to_dict() if default else None,
                 "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
+                "serving": health["models"], "store": health["store"],
+                "feature_spec_version": health["feature_spec_version"],
+                "error": health["error"], "refused": health["refused"],
                 "served": promotions.describe_served(self.cache.store, entries, self.task)}
 
     def _read_json(self, request) -> dict:
@@ -215,11 +233,19 @@ class Service:
                             f"send Content-Type: application/json, not {content_type or 'nothing'}")
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
+            # Answered before a byte of the body is read, and the connection closed.
             raise ApiError(413, "payload_too_large",
-                            f"body is {request.content_length:,} bytes; the limit is {limit:,}")
-        raw = request.stream.read(limit + 1)
+                           f"body is {request.content_length:,} bytes; the limit is {limit:,}")
+        raw, expired = request_body.read(request, limit, self.settings.body_timeout_seconds)
+        if expired:
+            raise ApiError(408, "request_timeout", "the body did not arrive within "
+                           f"{self.settings.body_timeout_seconds:g} s")
         if len(raw) > limit:
             raise ApiError(413, "payload_too_large", f"body exceeds {limit:,} bytes")
+        request.environ["velocast.body_read"] = True
+        too_complex = request_body.structure_error(raw, self.settings.max_records)
+        if too_complex:
+            raise ApiError(413, "payload_too_large", too_complex)
         try:
             body = json.loads(raw, parse_constant=_missing_value)
         except (ValueError, RecursionError) as exc:
@@ -253,11 +279,45 @@ class Service:
         response = self.description.response(outputs, model)
         metric = options["metric"] or self.description.default_metric
         response["model"] = model.describe(metric)
-        advice = advisories.for_batch(parsed.names, parsed.epoch_seconds, model.table)
-        if batch.unknown_counters or advice:
-            response["warnings"] = advice + [
-                {"record": row, "field": COUNTER,
-                 "message": f"counter {parsed.names[row]!r} was not seen in training; "
-                            "predicted from the nearest known counters"}
-                for row in batch.unknown_counters[:100]]
+        warnings = parsed.warnings + advisories.for_batch(
+            parsed.names, parsed.epoch_seconds, model.table) + [
+            {"record": row, "field": COUNTER,
+             "message": f"counter {parsed.names[row]!r} was not seen in training; "
+                        "predicted from the nearest known counters"}
+            for row in batch.unknown_counters] + [
+            {"record": row, "field": COORDINATES,
+             "message": f"counter {parsed.names[row]!r} is known elsewhere; predicted at its "
+                        "known place, not at the coordinates given"}
+            for row in batch.moved_counters]
+        if warnings:
+            response["warnings"] = sorted(warnings, key=lambda w: w["record"])[:MAX_WARNINGS]
         return response, len(parsed)
+
+
+def _body_left_unread(request) -> bool:
+    if request.environ.get("velocast.body_read"):
+        return False
+    return bool(request.content_length) or "chunked" in \
+        request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _answer_unread(payload, status: int, headers: dict):
+    """A body this function did not read (refused early, or stalled) must not be read
+    afterwards: functions-framework's after-request hook reads whatever is left, which
+    made a 413 wait for a 300 MB body and a declared 10 GB one wait forever. The hook
+    skips streamed responses."""
+    import flask  # noqa: PLC0415  (bundled with functions-framework)
+
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    return flask.Response(iter([data]), status=status,
+                          headers={**headers, "Content-Length": str(len(data))})
+
+
+def _age_days(published_at: str | None, now: float) -> float | None:
+    if not published_at:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(published_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round((now - moment.timestamp()) / 86400, 2)

@@ -24,7 +24,9 @@ def load_frame(data: str | None, store_uri: str | None, window_days: int = WINDO
     return load_window(open_store(store_uri), window_days)
 
 
-def main(argv=None) -> int:
+def main(argv=None, store=None) -> int:
+    """`store`: an opened Store to publish to instead of opening --store (velocast.publish
+    passes one whose client acts as the trainer service account)."""
     parser = argparse.ArgumentParser(
         prog="python -m velocast.train",
         description="Train, evaluate on a time-based holdout, export to ONNX, check parity "
@@ -46,8 +48,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     try:
         frame = load_frame(args.data, args.from_store or args.store, args.window_days)
-        outcomes = train(frame, args.store, [m.strip() for m in args.models.split(",") if m.strip()],
-                         args.holdout_days)
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        outcomes = train(frame, store or args.store, models, args.holdout_days)
     except (DataFormatError, ValueError, FileNotFoundError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from velocast import registry
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                Records, build_matrix)
-from velocast.store import open_store
+from velocast.store import Store, open_store
 from velocast.train import export
 
 MAX_ONNX_BYTES = 5 * 1024 * 1024
@@ -203,16 +203,17 @@ class Outcome:
     seconds: dict = field(default_factory=dict)
 
 
-def train(frame: pd.DataFrame, store_uri: str | None, model_types: list[str],
+def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[str],
           holdout_days: int = 28) -> list[Outcome]:
     """Holdout metrics, then a final fit on every row, export, parity gate, publish.
-    With store_uri None nothing is published (an evaluation run)."""
+    `store_uri`: a URI or an opened Store; None publishes nothing (an evaluation run)."""
     unknown = [m for m in model_types if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model type(s) {unknown}; choose from {sorted(MODELS)}")
     if frame.empty:
         raise ValueError("no usable rows to train on")
-    store = open_store(store_uri) if store_uri else None
+    store = store_uri if isinstance(store_uri, Store) else \
+        open_store(store_uri) if store_uri else None
     fit_rows, holdout_rows = split_holdout(frame, holdout_days)
     if fit_rows.empty or holdout_rows.empty:
         raise ValueError(f"need more than {holdout_days} days of data for a {holdout_days}-day holdout")

@@ -138,7 +138,8 @@ def test_daily_loop_promotes_serves_and_refuses_a_worse_challenger(fake_gcs, por
         assert NEW_COUNTER in tables[second]["counters"]
         assert tables[second]["outages"] == {OUTAGE: "2021-07-14"}
         answer = requests.post(servers["regress"].url + "/predict", timeout=30, json={"records": [
-            {**RECORD, "nom_du_compteur": OUTAGE}, RECORD]}).json()
+            {"nom_du_compteur": OUTAGE, "date_et_heure_de_comptage": RECORD["date_et_heure_de_comptage"]},
+            RECORD]}).json()
         assert [(w["record"], w["field"]) for w in answer["warnings"]] == [(0, "nom_du_compteur")]
 
         # 3. Scrambled training days make worse challengers: nothing promoted or served.

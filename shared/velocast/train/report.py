@@ -42,17 +42,33 @@ def plot(series: dict, out: str) -> int:
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(10, 9), sharex=True)
     points = 0
     for ax, (task, metric, title) in zip(axes, PANELS):
-        for (t, model_type, version), days in sorted(series.items()):
-            xs = sorted(d for d in days if t == task and metric in days[d])
-            if not xs:
-                continue
-            ax.plot(xs, [days[d][metric] for d in xs], marker="o", ms=3,
-                    label=f"{model_type} {version[:15]}")
-            points += len(xs)
+        # Per model type: each day scored by the version served that day (the newest
+        # version measured on it), versions marked where they change; older versions
+        # re-scored on the same days in grey.
+        by_type: dict = {}
+        for (t, model_type, version), days in series.items():
+            for day, figures in days.items():
+                if t == task and metric in figures:
+                    by_type.setdefault(model_type, {}).setdefault(day, []).append(
+                        (version, figures[metric]))
+        for model_type, days in sorted(by_type.items()):
+            xs = sorted(days)
+            served = [max(days[d]) for d in xs]
+            line, = ax.plot(xs, [v for _, v in served], marker="o", ms=3,
+                            label=f"{model_type}: served that day "
+                                  f"({len({v for v, _ in served})} versions)")
+            changes = [i for i in range(len(xs)) if i == 0 or served[i][0] != served[i - 1][0]]
+            ax.plot([xs[i] for i in changes], [served[i][1] for i in changes], "o",
+                    mfc="none", ms=7, color=line.get_color())
+            older = [(d, v) for d in xs for version, v in days[d] if version != max(days[d])[0]]
+            if older:
+                ax.plot([d for d, _ in older], [v for _, v in older], ".", color="0.75",
+                        label=f"{model_type}: older versions re-scored")
+            points += sum(len(days[d]) for d in xs)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7)
     axes[-1].tick_params(axis="x", rotation=60, labelsize=7)
     fig.suptitle("velocast: live accuracy of served models on actuals after their training")
     fig.tight_layout()

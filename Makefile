@@ -60,16 +60,16 @@ trainer-image: ## build and push the trainer image with Cloud Build, as the buil
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 
-serve: install ## run both functions locally (classify :8080, regress :8000), training first if STORE is empty
+serve: install ## run every function locally (classify :8080, regress :8000: Task.local_port), training first if STORE is empty
 	$(PY) scripts/local.py serve --store $(STORE)
 
-demo: install ## start both functions, send the old system's requests, print the answers, stop
+demo: install ## start every function, send the old system's requests, print the answers, stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
 api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
 	$(PY) scripts/api_spec.py
 
-package: install ## build/classify and build/regress: lean function bundles and their zips
+package: install ## build/<function> for every function: lean bundles and their zips
 	$(PY) scripts/package.py
 
 bench: install ## benchmark against the old design; writes bench/results.json

@@ -114,14 +114,25 @@ need_tfvars() {
     "Set it to your project id (gcloud projects list shows them)."
 }
 
-# The bundles terraform zips (terraform/storage.tf: "${var.source_dir}/classify" ...).
-need_bundles() {
+# The functions: one per Task in velocast.tasks (the keys of Terraform's
+# var.functions map name the same bundles).
+function_names() {
+  [[ -x "$PY" ]] || die ".venv is missing: the function list comes from velocast.tasks." "Run: make install"
+  "$PY" -c 'from velocast.tasks import TASK_NAMES; print(" ".join(TASK_NAMES))'
+}
+
+# The bundles terraform zips (terraform/storage.tf: "${var.source_dir}/<function>").
+bundles_built() {
   local fn
-  for fn in classify regress; do
-    [[ -f "$ROOT/build/$fn/main.py" && -f "$ROOT/build/$fn/requirements.txt" ]] || die \
-      "build/$fn is missing: the function bundles are built by" \
-      "  make package      (make plan and make deploy run it first)"
+  for fn in $(function_names); do
+    [[ -f "$ROOT/build/$fn/main.py" && -f "$ROOT/build/$fn/requirements.txt" ]] || return 1
   done
+}
+
+need_bundles() {
+  bundles_built || die \
+    "a bundle under build/ is missing (one per function: $(function_names)); they are built by" \
+    "  make package      (make plan and make deploy run it first)"
 }
 
 # What terraform plan / apply / destroy need, in the order they are checked.
@@ -219,10 +230,12 @@ cmd_deploy() {
   tf_init
   # No -input=false here: it would also refuse the interactive "yes".
   tf apply -var-file="$TFVARS" "${APPROVE[@]}"
-  local classify regress
-  classify="$(tf output -raw classify_url 2>/dev/null || true)"
-  regress="$(tf output -raw regress_url 2>/dev/null || true)"
-  say "deployed:" "  classify: ${classify:-?}" "  regress:  ${regress:-?}" \
+  local urls
+  urls="$(tf output -json function_urls 2>/dev/null | "$PY" -c '
+import json, sys
+for name, url in sorted(json.load(sys.stdin).items()):
+    print(f"  {name}: {url}")' 2>/dev/null || true)"
+  say "deployed:" "${urls:-  (no URL: terraform output function_urls is empty)}" \
     "next, once: make admin-key; make api-key; make publish" \
     "(until a key and a model exist the functions answer 503)"
 }
@@ -230,7 +243,7 @@ cmd_deploy() {
 cmd_destroy() {
   need_stack_access
   # Terraform reads the archive_file data sources even to destroy.
-  if [[ ! -f "$ROOT/build/classify/main.py" || ! -f "$ROOT/build/regress/main.py" ]]; then
+  if ! bundles_built; then
     say "building the function bundles first (terraform reads them even to destroy)"
     "$(python_for_keys)" "$ROOT/scripts/package.py" >&2
   fi

@@ -1,4 +1,4 @@
-"""Run both functions locally with functions-framework.
+"""Run every function (one per velocast.tasks.TASKS entry) locally with functions-framework.
 
     python scripts/local.py serve [--store models]   # until Ctrl-C
     python scripts/local.py demo  [--store models]   # old system's requests, answers, stop
@@ -19,13 +19,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from velocast.dev.bodies import OLD_BODIES as DEMO_REQUESTS
+from velocast.dev.bodies import OLD_BODIES, OLD_RECORD
 from velocast.dev.servers import FunctionServer, free_port, port_free
-from velocast.tasks import TASKS
+from velocast.tasks import TASK_NAMES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "paris-sample.csv"
 FUNCTIONS = {t.name: t.local_port for t in TASKS.values()}
+# A task the old clients never called gets the records alone (its default model).
+DEMO_REQUESTS = {name: OLD_BODIES.get(name, {"records": [OLD_RECORD]}) for name in TASK_NAMES}
 
 
 def say(message: str) -> None:
@@ -37,7 +39,7 @@ def has_models(store: str) -> bool:
     from velocast.store import open_store
 
     entries = registry.list_entries(open_store(store))
-    return {"classify", "regress"} <= {e.task for e in entries}
+    return set(TASK_NAMES) <= {e.task for e in entries}
 
 
 def ensure_models(store: str) -> None:
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
         for name, port in ports.items():
             say(f"{name} on http://127.0.0.1:{port}  (POST /predict, GET /health, GET /models)")
         if args.command == "serve":
-            say("Ctrl-C stops both")
+            say("Ctrl-C stops them all")
             while all(s.process.poll() is None for s in servers.values()):
                 time.sleep(0.5)
             return 1

@@ -1,4 +1,4 @@
-"""Build the two Cloud Function bundles: build/classify/ and build/regress/.
+"""Build the Cloud Function bundles, one per velocast.tasks.TASKS entry: build/<fn>/.
 
     python scripts/package.py [--out build]
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build",
                         help="output folder (default: build/; terraform's source_dir)")
     parser.add_argument("functions", nargs="*", metavar="FUNCTION",
-                        help="classify and/or regress (default: both)")
+                        help=f"any of {', '.join(FUNCTIONS)} (default: all)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.functions) - set(FUNCTIONS))
     if unknown:

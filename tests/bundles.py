@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "store_gcs",
-                   "registry", "model_cache", "service", "logs", "auth", "auth_secret_manager",
+                   "registry", "model_cache", "service", "logs", "auth",
                    "models", "promotions", "advisories")
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}
 

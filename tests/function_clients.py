@@ -33,10 +33,11 @@ import pytest
 
 from velocast.dev.bodies import OLD_BODIES, OLD_RECORD  # noqa: F401  (for the tests)
 from velocast.dev.servers import FunctionServer
+from velocast.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
-SOURCES = {name: ROOT / "functions" / name / "main.py" for name in ("classify", "regress")}
+SOURCES = {name: ROOT / "functions" / name / "main.py" for name in TASK_NAMES}
 
 # A counter of the synthetic sample (so of `trained_store`), in the export's headers.
 KNOWN_COUNTER = "Totem 73 boulevard de Sébastopol S-N"
@@ -56,8 +57,8 @@ DEFAULT_METRICS = {"classify": "f1_score", "regress": "rmse_log"}
 # Everything velocast.service / velocast.auth read: cleared before each load so the
 # developer's shell cannot change what a test sees.
 SERVICE_ENV = ("MODEL_STORE", "REFRESH_SECONDS", "MAX_RECORDS", "MAX_BODY_BYTES", "GCP_PROJECT",
-               "GOOGLE_CLOUD_PROJECT", "ONNX_THREADS", "API_KEYS", "ADMIN_KEY", "API_KEYS_SECRET",
-               "ADMIN_KEY_SECRET", "SECRET_TTL_SECONDS", "SECRET_MANAGER_EMULATOR_HOST",
+               "GOOGLE_CLOUD_PROJECT", "ONNX_THREADS", "API_KEYS", "ADMIN_KEY", "API_KEYS_FILE",
+               "ADMIN_KEY_FILE", "API_KEYS_SECRET", "ADMIN_KEY_SECRET", "SECRET_TTL_SECONDS",
                "LOG_LEVEL", "STORAGE_EMULATOR_HOST")
 
 

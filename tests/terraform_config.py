@@ -12,17 +12,20 @@ from typing import Any, Iterator
 import hcl2
 import pytest
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 TF_DIR = ROOT / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
 
-RUNTIME_SAS = ("classify", "regress", "trainer")
-FUNCTION_SAS = ("classify", "regress")
+# One function (and one runtime service account) per Task.
+FUNCTION_SAS = TASK_NAMES
+RUNTIME_SAS = (*TASK_NAMES, "trainer")
 FUNCTION_ENV = {
     "MODEL_STORE",
     "GCP_PROJECT",
-    "API_KEYS_SECRET",
-    "ADMIN_KEY_SECRET",
+    "API_KEYS_FILE",
+    "ADMIN_KEY_FILE",
     "REFRESH_SECONDS",
     "MAX_RECORDS",
     "LOG_LEVEL",
@@ -140,7 +143,26 @@ def _iterates_functions(body: dict) -> bool:
 
 
 def _functions(tf: dict) -> dict[str, Any]:
-    return tf["locals"]["functions"]
+    """The functions Terraform deploys by default, each with its optional() defaults resolved."""
+    variable = tf["variable"]["functions"]
+    defaults = _optional_defaults(variable["type"])
+    return {name: {**defaults, "entry_point": name, **entry} for name, entry in variable["default"].items()}
+
+
+def _optional_defaults(type_expr: str) -> dict[str, Any]:
+    """{attribute: default} of the optional(type, default) attributes of an object type."""
+    found = {}
+    for name, kind, default in re.findall(r"(\w+)\s*=\s*optional\((\w+)(?:,\s*([^)]+))?\)", type_expr):
+        if default:
+            found[name] = default.strip('"') if kind == "string" else float(default)
+    return found
+
+
+def _object_attributes(type_expr: str) -> set[str]:
+    """Attribute names of `map(object({...}))`."""
+    body = re.search(r"object\(\{(.*)\}\)", type_expr, re.S)
+    assert body, type_expr
+    return set(re.findall(r"(?:^|,)\s*(\w+)\s*=", body.group(1)))
 
 
 def _iam_bindings(tf: dict) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
 CLOUD_SCRIPT = ROOT / "scripts" / "cloud.sh"
@@ -31,8 +33,7 @@ case "$*" in
   *" output -raw admin_key_secret_id") printf 'velocast-admin-key' ;;
   *" output -raw models_bucket") printf '%s' "${FAKE_BUCKET:-p-velocast-models}" ;;
   *" output -raw trainer_service_account") printf 'velocast-trainer@p.iam.gserviceaccount.com' ;;
-  *" output -raw classify_url") printf 'https://classify.example' ;;
-  *" output -raw regress_url") printf 'https://regress.example' ;;
+  *" output -json function_urls") printf '{"classify": "https://classify.example", "regress": "https://regress.example"}' ;;
 esac
 exit 0
 """
@@ -135,8 +136,7 @@ def test_cloud_needs_tfvars_with_a_real_project(fake_cloud):
 
 def test_cloud_deploy_inits_and_applies_with_the_tfvars(fake_cloud):
     env, log, _ = fake_cloud
-    built = (ROOT / "build" / "classify" / "main.py").exists() and \
-        (ROOT / "build" / "regress" / "main.py").exists()
+    built = all((ROOT / "build" / fn / "main.py").exists() for fn in TASK_NAMES)
     if not built:
         subprocess.run([sys.executable, str(PACKAGE_SCRIPT)], check=True, capture_output=True)
     result = _cloud("deploy", {**env, "AUTO_APPROVE": "1"})
@@ -146,7 +146,9 @@ def test_cloud_deploy_inits_and_applies_with_the_tfvars(fake_cloud):
     assert tf[0] == f"terraform -chdir={ROOT / 'terraform'} init -input=false"
     assert tf[1] == (f"terraform -chdir={ROOT / 'terraform'} apply -var-file={env['TFVARS']} "
                      "-auto-approve")
-    assert "https://classify.example" in result.stderr and "make api-key" in result.stderr
+    assert "classify: https://classify.example" in result.stderr
+    assert "regress: https://regress.example" in result.stderr and "make api-key" in result.stderr
+    assert "output -json function_urls" in log.read_text()
 
 
 def test_cloud_api_key_adds_a_key_and_keeps_the_old_ones(fake_cloud):

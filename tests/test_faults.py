@@ -33,8 +33,9 @@ from velocast import registry
 from velocast.dev.servers import free_port, stop_process
 from velocast.publish import copy_store
 from velocast.store import GCSStore, LocalStore
+from velocast.tasks import TASK_NAMES
 
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 RECORD = {"nom_du_compteur": "Totem 73 boulevard de Sébastopol S-N",
           "date_et_heure_de_comptage": "2025-05-20T08:00:00+02:00"}
 BODY = {"records": [RECORD, {**RECORD, "date_et_heure_de_comptage": "2025-05-20T18:00:00+02:00"}]}
@@ -243,8 +244,7 @@ def _write_entry(store, entry: registry.Entry) -> None:
 
 
 def _republish(store, good: registry.Entry, version: str, *, onnx: bytes | None = None,
-               entry_sha: str | None = None, card_changes=None, entry_changes=None,
-               write_onnx=True) -> registry.Entry:
+               card_changes=None, entry_changes=None, write_onnx=True) -> registry.Entry:
     """A new version beside `good`: its files written as given, then its entry."""
     base = f"models/{good.task}/{good.model_type}/{version}"
     onnx = store.read(good.onnx_path) if onnx is None else onnx
@@ -252,13 +252,15 @@ def _republish(store, good: registry.Entry, version: str, *, onnx: bytes | None 
     card.update(version=version, onnx_path=f"{base}/model.onnx", metrics=better(good.metrics),
                 sha256=hashlib.sha256(onnx).hexdigest(), size_bytes=len(onnx))
     card.update(card_changes or {})
+    card_bytes = json.dumps(card).encode()
     if write_onnx:
         store.write_once(f"{base}/model.onnx", onnx)
-    store.write_once(f"{base}/card.json", json.dumps(card).encode(), "application/json")
+    store.write_once(f"{base}/card.json", card_bytes, "application/json")
     entry = dataclasses.replace(
         good, version=version, metrics=better(good.metrics), onnx_path=f"{base}/model.onnx",
-        card_path=f"{base}/card.json", sha256=entry_sha or hashlib.sha256(onnx).hexdigest(),
-        size_bytes=len(onnx), **(entry_changes or {}))
+        card_path=f"{base}/card.json", sha256=hashlib.sha256(onnx).hexdigest(),
+        size_bytes=len(onnx), card_sha256=hashlib.sha256(card_bytes).hexdigest(),
+        **(entry_changes or {}))
     _write_entry(store, entry)
     return entry
 
@@ -266,6 +268,15 @@ def _republish(store, good: registry.Entry, version: str, *, onnx: bytes | None 
 def _flip(data: bytes) -> bytes:
     middle = len(data) // 2
     return data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:]
+
+
+def _corrupt_after_publishing(store: LocalStore, good, version):
+    """Published whole, then its ONNX bytes changed on disk (same length): the entry and
+    the card still agree with each other, so only the bytes' sha256 can tell."""
+    entry = _republish(store, good, version)
+    path = Path(store.root, entry.onnx_path)
+    path.write_bytes(_flip(path.read_bytes()))
+    return entry
 
 
 # kind -> (how to publish the bad version, a word /health's reason must contain)
@@ -280,13 +291,13 @@ FAULTS = {
     "old_feature_spec_in_card": (lambda s, g, v: _republish(
         s, g, v, card_changes={"feature_spec_version": "0"}), "feature spec"),
     # bytes changed after publishing: they no longer match the entry's sha256
-    "corrupt_bytes": (lambda s, g, v: _republish(
-        s, g, v, onnx=_flip(s.read(g.onnx_path)), entry_sha=g.sha256), "sha256"),
+    "corrupt_bytes": (_corrupt_after_publishing, "sha256"),
     # the card's sha256 disagrees with the entry's
     "card_sha_mismatch": (lambda s, g, v: _republish(
         s, g, v, card_changes={"sha256": "0" * 64}), "sha256"),
-    # consistent hashes, but the bytes are not an ONNX model
-    "not_onnx": (lambda s, g, v: _republish(s, g, v, onnx=b"\x08\x07garbage" * 1000), ""),
+    # consistent hashes, but the bytes are not an ONNX model (onnxruntime's INVALID_PROTOBUF)
+    "not_onnx": (lambda s, g, v: _republish(s, g, v, onnx=b"\x08\x07garbage" * 1000),
+                 "protobuf"),
 }
 
 

@@ -29,8 +29,9 @@ from tests.fuzz_strategies import (
     valid_records,
 )
 from velocast.registry import TASK_METRICS
+from velocast.tasks import TASK_NAMES
 
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 MAX_RECORDS = 10_000
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,

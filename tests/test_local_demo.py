@@ -47,7 +47,7 @@ def test_make_demo_from_a_fresh_tree(tmp_path):
         regress_port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"MODEL_STORE", "STORAGE_EMULATOR_HOST", "API_KEYS", "ADMIN_KEY",
-                        "API_KEYS_SECRET", "ADMIN_KEY_SECRET"}}
+                        "API_KEYS_SECRET", "ADMIN_KEY_SECRET", "API_KEYS_FILE", "ADMIN_KEY_FILE"}}
     env.update(PYTHONPATH=str(tree / "shared"), VELOCAST_SHARED_DATA=str(tmp_path / "no-data"),
                CLASSIFY_PORT=str(classify_port), REGRESS_PORT=str(regress_port),
                PYTHONUNBUFFERED="1")

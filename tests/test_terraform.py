@@ -9,7 +9,6 @@ IAM is tests/test_terraform_iam.py; the parsing, tests/terraform_config.py.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,15 +17,14 @@ import pytest
 
 pytest.register_assert_rewrite("tests.terraform_config")
 
+from tests.checkov_run import checkov_summary  # noqa: E402
 from tests.terraform_config import (  # noqa: E402
-    FUNCTION_ENV,
     FUNCTION_SAS,
     ROOT,
     TF_DIR,
     TF_FILES,
     _block,
     _functions,
-    _iterates_functions,
     _load,
     _of_type,
     _text,
@@ -95,11 +93,12 @@ def test_free_form_variables_are_validated(tf):
 def test_variable_defaults_are_safe(tf):
     v = tf["variable"]
     assert v["public"]["default"] is False
-    assert v["min_instances"]["default"] == 0, "something would run (and bill) at rest"
     assert v["force_destroy_buckets"]["default"] is False
     assert v["invoker_members"]["default"] == []
-    assert v["concurrency"]["default"] == 8
-    assert v["available_cpu"]["default"] == "1", "concurrency > 1 needs a full CPU"
+    for name, spec in _functions(tf).items():
+        assert spec["min_instances"] == 0, f"{name}: something would run (and bill) at rest"
+        assert spec["concurrency"] == 8, name
+        assert spec["cpu"] == "1", f"{name}: concurrency > 1 needs a full CPU"
     assert v["source_dir"]["default"] == "../build"
     assert "default" not in v["project_id"], "project_id must be chosen explicitly"
 
@@ -119,22 +118,24 @@ def test_every_output_has_description(tf):
 
 def test_required_outputs(tf):
     for name in (
-        "classify_url",
-        "regress_url",
+        "function_urls",
+        "function_service_accounts",
         "models_bucket",
         "source_bucket",
-        "classify_service_account",
-        "regress_service_account",
         "trainer_service_account",
         "build_service_account",
         "api_keys_secret_id",
         "admin_key_secret_id",
     ):
         assert name in tf["output"], f"missing output {name}"
+    outputs = tf["output"]
+    # Keyed by function, so a new function needs no new output (scripts/cloud.sh reads the map).
+    assert outputs["function_urls"]["value"] == (
+        "${{for name, fn in google_cloudfunctions2_function.fn : name => fn.url}}")
+    assert outputs["function_service_accounts"]["value"] == (
+        "${{for name, sa in google_service_account.fn : name => sa.email}}")
     for fn in FUNCTION_SAS:
-        outputs = tf["output"]
-        assert outputs[f"{fn}_url"]["value"] == f'${{google_cloudfunctions2_function.fn["{fn}"].url}}'
-        assert outputs[f"{fn}_service_account"]["value"] == f'${{google_service_account.fn["{fn}"].email}}'
+        assert not any(name.startswith(f"{fn}_") for name in outputs), f"per-function output for {fn}"
 
 
 def test_tfvars_example_covers_required_variables(tf):
@@ -225,121 +226,6 @@ def test_sources_bucket_expires_old_zips(tf):
     assert any("age" in c for c in conditions)
 
 
-# ---------------------------------------------------------------------------
-# Functions
-# ---------------------------------------------------------------------------
-
-
-def test_functions_map(tf):
-    functions = _functions(tf)
-    assert set(functions) == set(FUNCTION_SAS)
-    # Every per-function resource is one block iterating over the map.
-    for key in (
-        "google_cloudfunctions2_function.fn",
-        "google_service_account.fn",
-        "google_storage_bucket_object.bundle",
-        "google_storage_bucket_iam_member.fn_models_reader",
-    ):
-        assert tf["resource"][key]["for_each"] == "${local.functions}", key
-    assert tf["data"]["archive_file.bundle"]["for_each"] == "${local.functions}"
-    for key in (
-        "google_secret_manager_secret_iam_member.fn_secret_accessor",
-        "google_cloud_run_v2_service_iam_member.fn_invoker",
-    ):
-        assert _iterates_functions(tf["resource"][key]), key
-    # No per-function copy left beside the for_each blocks.
-    for fn in FUNCTION_SAS:
-        leftovers = [k for k in list(tf["resource"]) + list(tf["data"]) if re.search(rf"\.{fn}(_|$)", k)]
-        assert not leftovers, leftovers
-
-
-@pytest.mark.parametrize("fn", FUNCTION_SAS)
-def test_source_object_name_is_content_hashed(tf, fn):
-    assert fn in _functions(tf)
-    archive = tf["data"]["archive_file.bundle"]
-    assert archive["for_each"] == "${local.functions}"
-    assert archive["type"] == "zip"
-    assert archive["source_dir"] == "${var.source_dir}/${each.key}"
-    assert archive["output_path"] == "${path.module}/.bundles/${each.key}.zip"
-    obj = tf["resource"]["google_storage_bucket_object.bundle"]
-    assert obj["for_each"] == "${local.functions}"
-    assert re.fullmatch(
-        r"\$\{each\.key\}-\$\{data\.archive_file\.bundle\[each\.key\]\.output_(md5|sha256|base64sha256)\}\.zip",
-        obj["name"],
-    ), obj["name"]
-    assert obj["source"] == "${data.archive_file.bundle[each.key].output_path}"
-    assert obj["bucket"] == "${google_storage_bucket.sources.name}"
-
-    build = _block(tf["resource"]["google_cloudfunctions2_function.fn"], "build_config")
-    storage = _block(_block(build, "source"), "storage_source")
-    assert storage["object"] == "${google_storage_bucket_object.bundle[each.key].name}"
-    assert storage["bucket"] == "${google_storage_bucket.sources.name}"
-
-
-@pytest.mark.parametrize("fn", FUNCTION_SAS)
-def test_function_build_and_runtime(tf, fn):
-    spec = _functions(tf)[fn]
-    body = tf["resource"]["google_cloudfunctions2_function.fn"]
-    assert body["for_each"] == "${local.functions}"
-    assert body["name"] == "${var.name_prefix}-${each.key}"
-    assert body["location"] == "${var.region}"
-    assert body["description"] == "${each.value.description}"
-    assert spec["description"].startswith("velocast: ")
-
-    sa = tf["resource"]["google_service_account.fn"]
-    assert sa["for_each"] == "${local.functions}"
-    assert sa["account_id"] == "${var.name_prefix}-${each.key}"
-
-    build = _block(body, "build_config")
-    assert build["runtime"] == "${each.value.runtime}"
-    assert spec["runtime"] == "python312"
-    assert build["entry_point"] == "${each.value.entry_point}"
-    assert spec["entry_point"] == fn
-    assert "google_service_account.build" in _text(build["service_account"]) or (
-        build["service_account"] == "${local.build_service_account}"
-        and "projects/${var.project_id}/serviceAccounts/${google_service_account.build.email}"
-        == tf["locals"]["build_service_account"]
-    )
-
-    service = _block(body, "service_config")
-    assert service["service_account_email"] == "${google_service_account.fn[each.key].email}"
-    assert service["min_instance_count"] == "${var.min_instances}"
-    assert service["max_instance_count"] == "${var.max_instances}"
-    assert service["max_instance_request_concurrency"] == "${var.concurrency}"
-    assert service["timeout_seconds"] == "${var.timeout_seconds}"
-    assert service["available_memory"] == "${each.value.memory}"
-    assert spec["memory"] == f"${{var.{fn}_memory}}"
-    assert service["available_cpu"] == "${var.available_cpu}"
-    assert "var.ingress_settings" in service["ingress_settings"]
-
-    assert service["environment_variables"] == "${local.function_env}"
-    env = tf["locals"]["function_env"]
-    assert set(env) == FUNCTION_ENV
-    assert env["MODEL_STORE"] == "gs://${google_storage_bucket.models.name}"
-    assert env["API_KEYS_SECRET"] == "${google_secret_manager_secret.api_keys.secret_id}"
-    assert env["ADMIN_KEY_SECRET"] == "${google_secret_manager_secret.admin_key.secret_id}"
-
-    # Secrets are read at run time, never baked into the revision.
-    assert "secret_environment_variables" not in service
-
-    # Memory must fit the CPU, checked per function at plan time.
-    conditions = _text(body["lifecycle"])
-    assert "local.memory_mib[each.value.memory]" in conditions
-
-    depends = _text(body.get("depends_on", []))
-    assert "google_project_service" in depends
-    assert "google_storage_bucket_iam_member.fn_models_reader" in depends
-    assert "google_secret_manager_secret_iam_member.fn_secret_accessor" in depends
-
-
-def test_ingress_is_a_validated_choice(tf):
-    var = tf["variable"]["ingress_settings"]
-    assert var["default"] == "ALLOW_ALL"
-    condition = var["validation"][0]["condition"]
-    for value in ("ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"):
-        assert value in condition
-
-
 def test_checkov_skips_carry_reasons():
     skip = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(:?)(.*)")
     for path in TF_FILES:
@@ -371,20 +257,4 @@ def test_terraform_fmt():
 # Registered in pyproject ([tool.pytest.ini_options] markers); deselect with -m "not checkov".
 @pytest.mark.checkov
 def test_checkov_passes():
-    script = ROOT / "scripts" / "checkov.sh"
-    if os.environ.get("VELOCAST_SKIP_CHECKOV"):
-        pytest.skip("VELOCAST_SKIP_CHECKOV is set")
-    result = subprocess.run(
-        ["bash", str(script)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if result.returncode == 75:
-        pytest.skip(f"checkov could not be installed (no package index?): {result.stderr.strip()[-500:]}")
-    summary = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", result.stdout)
-    assert summary, f"no checkov summary (rc={result.returncode}):\n{result.stdout}\n{result.stderr}"
-    assert summary.group(2) == "0", result.stdout
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert int(summary.group(1)) > 0, "checkov scanned nothing"
+    checkov_summary()

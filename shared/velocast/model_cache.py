@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import promotions, registry, tasks
+from velocast import model_checks, promotions, registry, tasks
 from velocast.errors import NoModelAvailable, UnknownModelChoice
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
@@ -137,6 +137,7 @@ class ModelCache:
                                        providers=["CPUExecutionProvider"])
         table = CounterTable.from_dict(card["counter_table"])
         table.outages = card["counter_table"].get("outages", {})  # advisories.for_batch
+        model_checks.check(self.task, session, table)   # raises: refused, last good kept
         return LoadedModel(entry, table, session, session.get_inputs()[0].name)
 
     def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:

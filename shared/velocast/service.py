@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import advisories, api_docs, logs, promotions, registry, tasks
+from velocast import advisories, api_docs, logs, promotions, protocols, registry, tasks
 from velocast import body as request_body
-from velocast.errors import ApiError, NoModelAvailable
+from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix
 from velocast.model_cache import ModelCache
 from velocast.schema import parse_records
@@ -177,6 +177,7 @@ class Service:
                     "records": records,
                     "latency_ms": round(latency * 1000, 3),
                     "task": self.task,
+                    **protocols.take_log_fields(),
                     **({"error_code": error_code} if error_code else {}),
                 })
 
@@ -201,8 +202,15 @@ class Service:
         if path in REFRESH_ROUTES:
             self._keys.check_admin(request.headers)
             return self.cache.refresh(), 0
-        self._keys.check_client(request.headers)
-        return self._predict(request)
+        # Checked in _predict: a BigQuery call carries its key in its body (protocols.py).
+        return self._predict(request, self._denied(request))
+
+    def _denied(self, request) -> ApiError | None:
+        try:
+            self._keys.check_client(request.headers)
+        except ApiError as exc:
+            return exc
+        return None
 
     def _health(self) -> dict:
         """Keyless, so it says only whether the task is ready and which versions serve
@@ -257,8 +265,21 @@ class Service:
                             [{"field": "(body)", "reason": f"got {type(body).__name__}"}])
         return body
 
-    def _predict(self, request) -> tuple[dict, int]:
-        body = self._read_json(request)
+    def _predict(self, request, denied: ApiError | None = None) -> tuple[dict, int]:
+        try:
+            body = self._read_json(request)
+        except ApiError:
+            if denied is not None:
+                raise denied from None
+            raise
+        handler = protocols.detect(body)  # BigQuery remote functions, Vertex AI
+        if handler is not None:
+            return handler(self, body, denied)
+        if denied is not None:
+            raise denied
+        return self.predict_records(body)
+
+    def predict_records(self, body: dict) -> tuple[dict, int]:
         records = body.get("records")
         if isinstance(records, list) and len(records) > self.settings.max_records:
             raise ApiError(413, "too_many_records",

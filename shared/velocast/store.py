@@ -124,8 +124,17 @@ class LocalStore(Store):
     def _path(self, name: str) -> str:
         return os.path.join(self.root, *name.split("/"))
 
+    def _inside(self, path: str) -> bool:
+        """Whether `path`, symlinks resolved, stays under the root (itself resolved):
+        a link out of the folder would serve or list files the store never wrote."""
+        real_root = os.path.realpath(self.root)
+        return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
     def read(self, name: str) -> bytes:
         path = self._path(_check_name(name))
+        if not self._inside(path):
+            # Not in the store, as far as its readers are concerned (list hides it too).
+            raise NotFound(f"{name!r} is a symlink out of {self.uri}: refused")
         try:
             with open(path, "rb") as f:
                 return f.read()
@@ -210,6 +219,9 @@ class LocalStore(Store):
                     continue
                 name = rel_dir + fn
                 if name.startswith(prefix):
+                    if not self._inside(os.path.join(dirpath, fn)):
+                        log.warning("not listing %s: a symlink leads out of %s", name, self.uri)
+                        continue
                     names.append(name)
         if errors:
             raise StoreUnavailable(f"cannot list {self.uri}: {errors[0]}") from errors[0]

@@ -1,4 +1,4 @@
-"""The bodies the old system's clients send today (DESIGN.md, HTTP contract): what the
+"""The bodies the old system's clients send today (README, Using the functions): what the
 demo sends, what the tests and the bundle checks replay."""
 
 OLD_RECORD = {

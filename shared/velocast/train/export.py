@@ -8,11 +8,11 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
 from velocast import tasks
-from velocast.features import N_FEATURES
+from velocast.features import N_FEATURES, ONNX_INPUT_NAME
 
 # Pinned so a model exported today loads in the functions' onnxruntime for years.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
-INPUT_NAME = "features"
+INPUT_NAME = ONNX_INPUT_NAME
 PARITY_TOLERANCE = 1e-4
 
 

@@ -123,7 +123,7 @@ class ModelCache:
 
     def ranked(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
         """Entries to try for (type, metric), best first: the newest promotion decides."""
-        return registry.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
+        return promotions.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
 
     # -- loading ----------------------------------------------------------------------
     def _load(self, entry: registry.Entry) -> LoadedModel:

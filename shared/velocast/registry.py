@@ -36,7 +36,6 @@ __all__ = [
     "METRIC_DIRECTIONS", "DEFAULT_METRIC", "TASKS", "TASK_METRICS", "Entry", "IntegrityError",
     "new_version", "publish", "list_entries", "best", "ranked", "read_card", "read_model_bytes",
     "read_verified",
-    "served",
 ]
 
 # Derived from velocast.tasks, the one description of each task.
@@ -399,13 +398,3 @@ def read_verified(store: Store, entry: Entry, feature_spec_version: str) -> tupl
         raise IntegrityError(f"card feature spec {card.get('feature_spec_version')} != "
                              f"{feature_spec_version}")
     return card, model_bytes
-
-
-def served(entries: Iterable[Entry], promotions: Iterable, task: str,
-           model_type: str | None = None, metric: str | None = None) -> list[Entry]:
-    """What to serve for (task, model type, metric), best first: per type the newest
-    promoted entry, types ranked by the promotion's own same-rows metrics; `best`'s
-    ranking when the task has no promotion. See velocast.promotions."""
-    from .promotions import served as _served  # promotions imports this module
-
-    return _served(entries, promotions, task, model_type, metric)

@@ -8,11 +8,12 @@ SAMPLE := data/paris-sample.csv
 DATA ?= $(SAMPLE)
 MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
+SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
 .PHONY: help install browser test test-fast sample-data train models serve demo api-spec package \
         bench tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys \
-        destroy clean
+        destroy clean ingest retrain report trainer-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +55,22 @@ sample-data: install ## write the deterministic synthetic sample to data/paris-s
 
 train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
 	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
+
+ingest: install ## fetch the newest counts from the portal into STORE: make ingest STORE=... SOURCE=https://opendata.paris.fr
+	$(PY) -m velocast.ingest --store $(STORE) --source $(SOURCE)
+
+retrain: install ## the daily loop: ingest, fit, compare with the served models, promote: make retrain STORE=... SOURCE=...
+	$(PY) -m velocast.retrain --store $(STORE) --source $(SOURCE) --models $(MODELS) $(RETRAIN_ARGS)
+
+report: install ## PNG of the served models' live accuracy per day and version (reports/live-accuracy.png)
+	$(PY) -m velocast.train.report --store $(STORE) --out reports/live-accuracy.png
+
+trainer-image: ## build and push the trainer image with Cloud Build, as the build service account (source staged in the sources bucket it may read)
+	image="$$(terraform -chdir=terraform output -raw trainer_image)" && \
+	gcloud builds submit --project "$$(echo "$$image" | cut -d/ -f2)" \
+	  --config scripts/trainer-cloudbuild.yaml --substitutions "_IMAGE=$$image" \
+	  --gcs-source-staging-dir "gs://$$(terraform -chdir=terraform output -raw source_bucket)/trainer-build" \
+	  --service-account "projects/$$(echo "$$image" | cut -d/ -f2)/serviceAccounts/$$(terraform -chdir=terraform output -raw build_service_account)" .
 
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)

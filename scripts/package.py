@@ -43,8 +43,8 @@ PACKAGE = ROOT / "shared" / "velocast"
 FUNCTIONS = TASK_NAMES
 
 # Offline-only parts of velocast (subpackages and modules), never shipped: training,
-# developer tooling (local servers, venvs), publishing.
-OFFLINE_PARTS = ("train", "dev", "publish.py")
+# the ingest and retrain commands, developer tooling (local servers, venvs), publishing.
+OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
 
 # Distributions that must never be installed in a function (normalised per PEP 503).
 FORBIDDEN_REQUIREMENTS = {"scikit-learn", "sklearn", "pandas", "skl2onnx", "onnx"}

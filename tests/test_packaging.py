@@ -31,7 +31,7 @@ from tests.bundles import (  # noqa: E402
 pytest_plugins = ["tests.bundles"]
 
 # Offline parts of shared/velocast/, never shipped.
-OFFLINE_PARTS = ("train", "dev", "publish.py")
+OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
 
 
 def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import api_docs, logs, page, protocols, registry, tasks
+from velocast import advisories, api_docs, logs, page, promotions, protocols, registry, tasks
 from velocast import body as request_body
 from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix
@@ -237,12 +237,14 @@ class Service:
     def _models(self) -> dict:
         health = self.cache.health()
         entries = self.cache.entries()
-        default = registry.best(entries, self.task)
+        # The model a request without options gets (the newest promotion's, if any).
+        default = next(iter(self.cache.ranked(entries, None, registry.DEFAULT_METRIC[self.task])), None)
         return {"task": self.task, "default": default.to_dict() if default else None,
                 "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
                 "serving": health["models"], "store": health["store"],
                 "feature_spec_version": health["feature_spec_version"],
-                "error": health["error"], "refused": health["refused"]}
+                "error": health["error"], "refused": health["refused"],
+                "served": promotions.describe_served(self.cache.store, entries, self.task)}
 
     def _read_json(self, request) -> dict:
         content_type = (request.mimetype or "").lower()
@@ -310,7 +312,8 @@ class Service:
         response = self.description.response(outputs, model)
         metric = options["metric"] or self.description.default_metric
         response["model"] = model.describe(metric)
-        warnings = parsed.warnings + [
+        warnings = parsed.warnings + advisories.for_batch(
+            parsed.names, parsed.epoch_seconds, model.table) + [
             {"record": row, "field": COUNTER,
              "message": f"counter {parsed.names[row]!r} was not seen in training; "
                         "predicted from the nearest known counters"}

@@ -103,7 +103,8 @@ def request(port, method, path, body=None, timeout=30.0, headers=None) -> tuple[
 
 
 # ------------------------------------------------------------------------ the attacks
-def padding(server: FunctionServer, body: bytes, concurrent: int, cap: float) -> dict:
+def padding(server: FunctionServer, body: bytes, concurrent: int, cap: float,
+            headers: dict | None = None) -> dict:
     workers = Workers(server)
     time.sleep(1)
     workers.reset_peak()
@@ -113,7 +114,7 @@ def padding(server: FunctionServer, body: bytes, concurrent: int, cap: float) ->
     def one():
         began = time.perf_counter()
         try:
-            status, _ = request(server.port, "POST", "/predict", body, timeout=cap)
+            status, _ = request(server.port, "POST", "/predict", body, cap, headers)
         except OSError as exc:
             status = type(exc).__name__
         results.append((status, round(time.perf_counter() - began, 2)))
@@ -288,6 +289,12 @@ def run_side(side: str, tree: Path | None, store: str, args, log_dir: Path) -> d
             out["padding_repeated_rss_3s_after_mb"] = [
                 padding(server, body, args.concurrent, args.request_cap)["rss_3s_after_mb"]
                 for _ in range(args.repeat)]
+            keyless = {"Content-Type": "application/json"}  # read before the key check: 401
+            out["padding_keyless_repeated"] = [
+                padding(server, body, args.concurrent, args.request_cap, keyless)
+                for _ in range(args.repeat)]
+            for one in out["padding_keyless_repeated"]:
+                one.pop("trace")
         say(f"{side}: {args.stalled} stalled bodies, then GET /health (cap {args.cap:g} s)")
         out["stalled_health"] = stalled_health(server, args.stalled, args.cap)
         say(f"{side}: a declared 10 GB body (cap {args.cap:g} s)")

@@ -26,6 +26,11 @@ def table(result: dict) -> str:
         rows.append((f"a. padding {len(a['padding_repeated_rss_3s_after_mb'])} more times: "
                      "RSS +3 s after each, MB", "(not run)",
                      " ".join(f"{mb:g}" for mb in a["padding_repeated_rss_3s_after_mb"])))
+    if "padding_keyless_repeated" in a:
+        runs = a["padding_keyless_repeated"]
+        rows.append((f"a. padding x8 without the key, {len(runs)} times: statuses; RSS +3 s, MB",
+                     "(not run)", f"{json.dumps(runs[0]['statuses'])}; {runs[0]['rss_start_mb']:g}"
+                     " -> " + " ".join(f"{one['rss_3s_after_mb']:g}" for one in runs)))
     rows.append(("b. GET /health with 8 stalled bodies", *(
         f"{s['stalled_health']['health_status']} in {s['stalled_health']['health_seconds']:g} s"
         if s["stalled_health"]["health_seconds"] is not None else f"no answer in {cap:g} s"

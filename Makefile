@@ -7,10 +7,11 @@ STORE ?= models
 SAMPLE := data/paris-sample.csv
 DATA ?= $(SAMPLE)
 MODELS ?= gbdt,rf,nn,affluence
+REAL_DATA := ../shared/data/paris-bike-counts-2020-09-01_2021-08-09.csv.gz
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo package bench \
+.PHONY: help install test test-fast sample-data train models serve demo package bench backtest \
         tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean
 
 help: ## list the targets
@@ -38,6 +39,10 @@ sample-data: install ## write the deterministic synthetic sample to data/paris-s
 
 train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
 	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
+
+backtest: DATA = $(REAL_DATA)
+backtest: install ## rolling-origin backtest, 6 folds x 28 days (~6 min): make backtest [DATA=file]; writes bench/backtest.{md,json,png}
+	$(PY) -m velocast.train.backtest --data $(DATA) --models $(MODELS) --out bench/backtest
 
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)

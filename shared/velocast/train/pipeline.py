@@ -114,6 +114,7 @@ class Prepared:
     log_count: np.ndarray
     busy: np.ndarray
     epoch: np.ndarray
+    mean_count: np.ndarray      # each row's affluence threshold
 
     @property
     def recency_weight(self) -> np.ndarray:
@@ -127,7 +128,7 @@ def prepare(frame: pd.DataFrame, table: CounterTable) -> Prepared:
     counts = frame["count"].to_numpy(dtype=np.float64)
     return Prepared(table, batch.matrix, np.log1p(counts),
                     (counts > batch.mean_count).astype(np.int64),
-                    frame["epoch"].to_numpy(dtype=np.float64))
+                    frame["epoch"].to_numpy(dtype=np.float64), batch.mean_count)
 
 
 def fit_table(frame: pd.DataFrame) -> CounterTable:

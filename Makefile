@@ -38,7 +38,8 @@ sample-data: install ## write the deterministic synthetic sample to data/paris-s
 	$(PY) -m velocast.train.sample --out $(SAMPLE)
 
 train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
-	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
+	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS) \
+		$(if $(wildcard bench/backtest.json),--backtest bench/backtest.json)
 
 backtest: DATA = $(REAL_DATA)
 backtest: install ## rolling-origin backtest, 6 folds x 28 days (~6 min): make backtest [DATA=file]; writes bench/backtest.{md,json,png}

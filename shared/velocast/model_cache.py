@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import registry
+from velocast import intervals, registry
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
 
@@ -56,6 +56,7 @@ class LoadedModel:
     session: object
     input_name: str
     loaded_at: float = field(default_factory=time.time)
+    interval: intervals.Interval | None = None     # regress cards carry one
 
     def run(self, matrix: np.ndarray) -> list[np.ndarray]:
         # InferenceSession.run is thread-safe, so one session serves every thread.
@@ -167,7 +168,8 @@ class ModelCache:
         session = ort.InferenceSession(model_bytes, sess_options=options,
                                        providers=["CPUExecutionProvider"])
         table = CounterTable.from_dict(card["counter_table"])
-        return LoadedModel(entry, table, session, session.get_inputs()[0].name)
+        return LoadedModel(entry, table, session, session.get_inputs()[0].name,
+                           interval=intervals.from_card(card))
 
     def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:
         for entry in candidates:

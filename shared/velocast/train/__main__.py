@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from velocast.train.data import DataFormatError, load_counts
 from velocast.train.pipeline import MODELS, say, summary_table, train
@@ -22,12 +24,15 @@ def main(argv=None) -> int:
                         help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
     parser.add_argument("--holdout-days", type=int, default=28,
                         help="the last N days are the holdout (default 28)")
+    parser.add_argument("--backtest", help="JSON report of `make backtest` on the same data: "
+                        "its table and interval calibration go into the model cards")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         frame, _ = load_counts(args.data)
+        report = json.loads(Path(args.backtest).read_text()) if args.backtest else None
         outcomes = train(frame, args.store, [m.strip() for m in args.models.split(",") if m.strip()],
-                         args.holdout_days)
+                         args.holdout_days, report, Path(args.data).name)
     except (DataFormatError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

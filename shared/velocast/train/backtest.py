@@ -26,10 +26,10 @@ import pandas as pd
 from velocast.features import FEATURE_SPEC_VERSION, PARIS
 from velocast.train import export, pipeline
 from velocast.train.baselines import PlainHGB, SeasonalNaive
+from velocast.train.calibration import LEVEL, fingerprint, offsets
 from velocast.train.pipeline import MODELS, Prepared, say
 
 BASELINES = {"naive": "both", "plain_hgb": "both"}
-INTERVAL_LEVEL = 0.8
 REGRESS_METRICS = ("rmse_log", "mae", "r2", "coverage", "width")
 CLASSIFY_METRICS = ("f1_score", "accuracy", "roc_auc")
 
@@ -127,12 +127,6 @@ def run_fold(frame: pd.DataFrame, fold: Fold, names: list[str]) -> FoldResult:
     return result
 
 
-def interval_offsets(residuals: np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
-    """Conformal offsets in log space: truth - prediction quantiles at (1±level)/2."""
-    tail = (1 - level) / 2
-    return float(np.quantile(residuals, tail)), float(np.quantile(residuals, 1 - tail))
-
-
 def score(results: list[FoldResult]) -> dict:
     """Fill each fold's scores; intervals are cross-conformal: fold k's offsets come
     from the other folds' residuals, so coverage is measured on unseen residuals.
@@ -146,14 +140,14 @@ def score(results: list[FoldResult]) -> dict:
             if "log" in out:
                 s.update(pipeline.regression_metrics(r.truth_log, out["log"]))
                 others = [x for j, x in enumerate(residuals[name]) if j != k] or residuals[name]
-                low, high = interval_offsets(np.concatenate(others))
+                low, high = offsets(np.concatenate(others))
                 lower, upper = out["log"] + low, out["log"] + high
                 s["coverage"] = float(np.mean((r.truth_log >= lower) & (r.truth_log <= upper)))
                 s["width"] = float(np.mean(np.expm1(upper) - np.clip(np.expm1(lower), 0, None)))
             if "proba" in out:
                 s.update(pipeline.classification_metrics(r.truth_busy, out["proba"]))
             r.scores[name] = s
-    return {n: dict(zip(("lower_log", "upper_log"), interval_offsets(np.concatenate(v))))
+    return {n: dict(zip(("lower_log", "upper_log"), offsets(np.concatenate(v))))
             for n, v in residuals.items()}
 
 
@@ -186,7 +180,7 @@ def markdown(results: list[FoldResult], summary: dict, config: dict) -> str:
              f"feature spec {FEATURE_SPEC_VERSION})", "",
              f"Data: `{config['data']}`. Each fold fits on every row before its origin and "
              "scores the next days; `coverage`/`width` are those of the "
-             f"{INTERVAL_LEVEL:.0%} interval, calibrated on the other folds.", "",
+             f"{LEVEL:.0%} interval, calibrated on the other folds.", "",
              "## Mean ± sd over the folds", "", "Regression (log1p(count) models):", ""]
     lines += _table(summary, REGRESS_METRICS, pm) + ["", "Affluence (busy = above the counter's mean):", ""]
     lines += _table(summary, CLASSIFY_METRICS, pm)
@@ -239,7 +233,9 @@ def report(results: list[FoldResult], intervals: dict, config: dict) -> dict:
     return {
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "config": config,
-        "interval": {n: {"level": INTERVAL_LEVEL, **v} for n, v in intervals.items()},
+        "fingerprints": {n: fingerprint(MODELS[n], pipeline.RECENCY_DAYS)
+                         for n in results[0].outputs if n in MODELS},
+        "interval": {n: {"level": LEVEL, **v} for n, v in intervals.items()},
         "summary": summarize(results),
         "folds": [{"index": r.fold.index, "origin": r.fold.origin.isoformat(),
                    "end": r.fold.end.isoformat(), "fit_rows": r.fit_rows,

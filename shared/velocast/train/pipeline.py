@@ -26,7 +26,7 @@ from velocast import registry
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                build_matrix)
 from velocast.store import open_store
-from velocast.train import export
+from velocast.train import calibration, export
 
 MAX_ONNX_BYTES = 5 * 1024 * 1024
 # Rows are weighted exp(-age / RECENCY_DAYS), age counted back from the newest row.
@@ -170,11 +170,12 @@ def classification_metrics(truth: np.ndarray, probability: np.ndarray) -> dict:
     }
 
 
-def evaluate(spec: ModelSpec, estimator, data: Prepared) -> dict:
+def evaluate(spec: ModelSpec, estimator, data: Prepared) -> tuple[dict, np.ndarray | None]:
+    """Holdout metrics, and for a regressor the residuals truth - prediction (log1p)."""
     output = export.sklearn_output(estimator, data.matrix, spec.task)
     if spec.task == "classify":
-        return classification_metrics(data.busy, output)
-    return regression_metrics(data.log_count, output)
+        return classification_metrics(data.busy, output), None
+    return regression_metrics(data.log_count, output), data.log_count - output
 
 
 def library_versions() -> dict:
@@ -205,9 +206,12 @@ class Outcome:
 
 
 def train(frame: pd.DataFrame, store_uri: str | None, model_types: list[str],
-          holdout_days: int = 28) -> list[Outcome]:
+          holdout_days: int = 28, backtest_report: dict | None = None,
+          data_name: str = "") -> list[Outcome]:
     """Holdout metrics, then a final fit on every row, export, parity gate, publish.
-    With store_uri None nothing is published (an evaluation run)."""
+    With store_uri None nothing is published (an evaluation run). A backtest report
+    (velocast.train.backtest's JSON) of the same data, feature spec and model
+    configuration puts its table and interval into the cards."""
     unknown = [m for m in model_types if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model type(s) {unknown}; choose from {sorted(MODELS)}")
@@ -234,7 +238,7 @@ def train(frame: pd.DataFrame, store_uri: str | None, model_types: list[str],
         prefix = f"[{step}/{len(model_types)}] {model_type}"
         started = time.perf_counter()
         say(f"{prefix}: fitting on {len(train_part.matrix):,} rows for holdout metrics")
-        metrics = evaluate(spec, fit(spec, train_part), holdout)
+        metrics, residuals = evaluate(spec, fit(spec, train_part), holdout)
         outcome = Outcome(model_type, metrics)
         outcome.seconds["holdout_fit"] = round(time.perf_counter() - started, 1)
         say(f"{prefix}: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -274,6 +278,9 @@ def train(frame: pd.DataFrame, store_uri: str | None, model_types: list[str],
                        "training rows, else 0") if spec.task == "classify" else "log1p(hourly count)",
             "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
                      "parity_max_abs_diff": outcome.parity_gap},
+            **calibration.card_fields(
+                backtest_report, model_type, spec.task, data_name,
+                calibration.fingerprint(spec, RECENCY_DAYS), residuals, _range(holdout_rows)),
             "counter_table": final_table.to_dict(),
             "libraries": library_versions(),
             "training_seconds": outcome.seconds,

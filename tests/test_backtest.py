@@ -101,19 +101,26 @@ def test_scores_are_recomputed_from_the_scored_rows_truth(run, sample_frame):
         assert 0 < result.scores["affluence"]["f1_score"] <= 1
 
 
+def hourly(residual, hours):
+    """The 10 % and 90 % residual quantiles per local hour, widened to hold 0."""
+    pairs = [np.quantile(residual[hours == h], [0.1, 0.9]) for h in range(24)]
+    return np.array([min(p[0], 0) for p in pairs]), np.array([max(p[1], 0) for p in pairs])
+
+
 def test_interval_coverage_of_a_fold_is_calibrated_on_the_other_folds(run):
     first, second = run.results
-    residual = second.truth_log - second.outputs["gbdt"]["log"]
-    low, high = np.quantile(residual, [0.1, 0.9])
-    low, high = min(low, 0), max(high, 0)     # widened to hold the prediction itself
+    low, high = hourly(second.truth_log - second.outputs["gbdt"]["log"], second.hours)
     predicted = first.outputs["gbdt"]["log"]
-    inside = (first.truth_log >= predicted + low) & (first.truth_log <= predicted + high)
+    inside = (first.truth_log >= predicted + low[first.hours]) & \
+        (first.truth_log <= predicted + high[first.hours])
     assert first.scores["gbdt"]["coverage"] == pytest.approx(inside.mean())
     both = np.concatenate([r.truth_log - r.outputs["gbdt"]["log"] for r in run.results])
+    low, high = hourly(both, np.concatenate([r.hours for r in run.results]))
     card = run.report["interval"]["gbdt"]
-    low, high = np.quantile(both, [0.1, 0.9])
-    assert (card["lower_log"], card["upper_log"]) == pytest.approx((min(low, 0), max(high, 0)))
     assert card["level"] == 0.8
+    np.testing.assert_allclose(card["lower_log"], low)
+    np.testing.assert_allclose(card["upper_log"], high)
+    assert len(card["lower_log"]) == 24
 
 
 def test_the_report_has_per_fold_and_mean_tables_and_a_figure(run):
@@ -132,3 +139,43 @@ def test_the_report_has_per_fold_and_mean_tables_and_a_figure(run):
 def test_too_many_folds_for_the_data_are_refused(sample_frame):
     with pytest.raises(ValueError, match="fewer folds"):
         backtest.make_folds(sample_frame, folds=20, horizon_days=7, step_days=7)
+
+
+def test_a_matching_report_puts_its_table_and_interval_in_the_card(run, sample_frame, sample_csv,
+                                                                   tmp_path):
+    from velocast import registry
+    from velocast.store import LocalStore
+    from velocast.train import pipeline
+
+    with one_openmp_thread():
+        (outcome,) = pipeline.train(sample_frame, str(tmp_path), ["rf"], 14, run.report,
+                                    sample_csv.name)
+    card = registry.read_card(LocalStore(tmp_path), outcome.published)
+    assert card["backtest"]["mean_sd"]["rf"] == run.report["summary"]["rf"]
+    assert set(card["backtest"]["mean_sd"]) == {"rf", "naive", "plain_hgb"}
+    assert [f["origin"] for f in card["backtest"]["folds"]] == \
+        [f["origin"] for f in run.report["folds"]]
+    interval = run.report["interval"]["rf"]
+    assert (card["interval"]["lower_log"], card["interval"]["upper_log"]) == \
+        (interval["lower_log"], interval["upper_log"])
+    assert "backtest folds" in card["interval"]["calibration"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda r: r.update(feature_spec_version="0"), "feature spec"),
+    (lambda r: r["config"].update(data="other.csv"), "other.csv"),
+    (lambda r: r["fingerprints"].update(rf="0" * 16), "configured differently"),
+])
+def test_a_report_of_other_data_or_models_is_not_put_in_the_card(run, sample_csv, change, reason):
+    import copy
+
+    from velocast.train import calibration, pipeline
+
+    report = copy.deepcopy(run.report)
+    change(report)
+    fingerprint = calibration.fingerprint(pipeline.MODELS["rf"], pipeline.RECENCY_DAYS)
+    assert calibration.why_not(run.report, "rf", sample_csv.name, fingerprint) == ""
+    assert reason in calibration.why_not(report, "rf", sample_csv.name, fingerprint)
+    fields = calibration.card_fields(report, "rf", "regress", sample_csv.name, fingerprint,
+                                     np.array([-1.0, 0.5, 2.0]), {"from": "a", "to": "b"})
+    assert "backtest" not in fields and "holdout" in fields["interval"]["calibration"]

@@ -27,12 +27,20 @@ def offsets(residuals: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return min(float(low), 0.0), max(float(high), 0.0)
 
 
+def hourly_offsets(residuals: np.ndarray, hours: np.ndarray,
+                   level: float = LEVEL) -> tuple[list[float], list[float]]:
+    """offsets() per local hour: errors in log space are larger at night (few bikes)."""
+    pairs = [offsets(residuals[hours == h], level) if (hours == h).any() else (0.0, 0.0)
+             for h in range(24)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 def fingerprint(spec, recency_days: float) -> str:
     """Identifies a model configuration: a report made with other hyper-parameters
     does not describe the model being published."""
     params = {k: repr(v) for k, v in sorted(spec.make().get_params().items())}
     text = json.dumps({"params": params, "recency_days": recency_days,
-                       "max_rows": spec.max_rows}, sort_keys=True)
+                       "max_rows": spec.max_rows, "weighted": spec.weighted}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -63,6 +71,14 @@ def card_fields(report: dict | None, model_type: str, task: str, data_name: str,
                       for f in report["folds"]],
             "reproduce": "make backtest (python -m velocast.train.backtest)",
         }
+        metric = "rmse_log" if task == "regress" else "f1_score"
+        ours, plain = (report["summary"][n][metric][0] for n in (model_type, "plain_hgb"))
+        beats = ours < plain if task == "regress" else ours > plain
+        fields["backtest"]["beats_plain_hgb"] = beats
+        if not beats:
+            fields["backtest"]["note"] = (
+                f"on the backtest mean this model does NOT beat the plain-HGB baseline "
+                f"({metric} {ours:.4f} vs {plain:.4f}); prefer the default model")
     if task != "regress":
         return fields
     if not reason:

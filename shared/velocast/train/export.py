@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
@@ -15,14 +18,59 @@ INPUT_NAME = "features"
 PARITY_TOLERANCE = 1e-4
 
 
+@dataclass
+class OffsetRegressor:
+    """A regressor of log1p(count) - features[:, column] on the other columns, that
+    predicts log1p(count). The export puts the column's removal and its addition
+    back inside the ONNX graph, so a function reads log1p(count) from every regress
+    model alike and feeds every model the same matrix."""
+
+    estimator: object
+    column: int
+
+    def inputs(self, matrix: np.ndarray) -> np.ndarray:
+        return np.delete(matrix, self.column, axis=1)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        return self.estimator.predict(self.inputs(matrix)) + matrix[:, self.column]
+
+
+def _wrap_offset(model, column: int) -> None:
+    """features -> Gather(other columns) -> estimator -> + features[:, column]."""
+    graph = model.graph
+    inner, output = graph.input[0].name, graph.output[0].name
+    residual = f"{output}_residual"
+    for node in graph.node:
+        node.output[:] = [residual if o == output else o for o in node.output]
+    kept = np.array([i for i in range(N_FEATURES) if i != column], dtype=np.int64)
+    graph.initializer.extend([numpy_helper.from_array(kept, name="kept_columns"),
+                              numpy_helper.from_array(np.array([column], dtype=np.int64),
+                                                      name="offset_column")])
+    graph.node.insert(0, helper.make_node("Gather", [INPUT_NAME, "kept_columns"], [inner], axis=1))
+    graph.node.extend([
+        helper.make_node("Gather", [INPUT_NAME, "offset_column"], ["offset"], axis=1),
+        helper.make_node("Add", [residual, "offset"], [output]),
+    ])
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                                     [None, N_FEATURES]))
+
+
 def to_onnx(estimator, task: str) -> bytes:
+    offset = estimator.column if isinstance(estimator, OffsetRegressor) else None
+    if offset is not None:
+        estimator = estimator.estimator
     options = {id(estimator): {"zipmap": False}} if task == "classify" else None
+    inputs = [("estimator_input", FloatTensorType([None, N_FEATURES - 1]))] if offset is not None \
+        else [(INPUT_NAME, FloatTensorType([None, N_FEATURES]))]
     model = convert_sklearn(
         estimator,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, N_FEATURES]))],
+        initial_types=inputs,
         target_opset=TARGET_OPSET,
         options=options,
     )
+    if offset is not None:
+        _wrap_offset(model, offset)
     return model.SerializeToString()
 
 

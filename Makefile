@@ -11,8 +11,9 @@ REAL_DATA := ../shared/data/paris-bike-counts-2020-09-01_2021-08-09.csv.gz
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo package bench backtest \
-        tf-fmt tf-check checkov plan deploy publish api-key admin-key retire-keys destroy clean
+.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench \
+        backtest tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key \
+        retire-keys destroy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,13 +49,16 @@ backtest: install ## rolling-origin backtest, 6 folds x 28 days (~6 min): make b
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 
-serve: install ## run both functions locally (classify :8080, regress :8000), training first if STORE is empty
+serve: install ## run every function locally (classify :8080, regress :8000: Task.local_port), training first if STORE is empty
 	$(PY) scripts/local.py serve --store $(STORE)
 
-demo: install ## start both functions, send the old system's requests, print the answers, stop
+demo: install ## start every function, send the old system's requests, print the answers, stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
-package: install ## build/classify and build/regress: lean function bundles and their zips
+api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
+	$(PY) scripts/api_spec.py
+
+package: install ## build/<function> for every function: lean bundles and their zips
 	$(PY) scripts/package.py
 
 bench: install ## benchmark against the old design; writes bench/results.json
@@ -63,12 +67,17 @@ bench: install ## benchmark against the old design; writes bench/results.json
 tf-fmt: ## format the Terraform files
 	terraform fmt -recursive terraform
 
-tf-check: ## terraform fmt -check and checkov
+tf-check: install ## terraform fmt -check, the provider-schema check and checkov
 	terraform fmt -check -recursive terraform
+	$(PY) -m pytest -q tests/test_terraform_schema.py
 	scripts/checkov.sh
 
-checkov: ## checkov on terraform/ (own venv)
+tf-schema: ## refresh terraform/schema/google-provider.json from the provider's npm bindings (needs npm)
+	$(PYTHON) scripts/tf_schema.py
+
+checkov: ## checkov on terraform/ and .github/workflows/ (own venv)
 	scripts/checkov.sh
+	scripts/checkov.sh --github-actions
 
 plan: package ## terraform plan with $(TFVARS)
 	scripts/cloud.sh plan

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Static security scan of terraform/ with checkov.
+# Static security scan with checkov: terraform/ by default,
+# .github/workflows/ with `scripts/checkov.sh --github-actions`.
 #
 # checkov lives in its own venv (.venv-checkov) because its dependency pins
 # clash with the project's; the venv is created on first use and reused after.
@@ -32,4 +33,8 @@ if [ "$(installed_version)" != "$CHECKOV_VERSION" ]; then
 fi
 
 cd "$ROOT"
+if [ "${1:-}" = "--github-actions" ]; then
+  shift
+  exec "$VENV/bin/checkov" -d .github/workflows --framework github_actions --skip-download --compact --quiet "$@"
+fi
 exec "$VENV/bin/checkov" -d terraform --framework terraform --skip-download --compact --quiet "$@"

@@ -114,14 +114,33 @@ need_tfvars() {
     "Set it to your project id (gcloud projects list shows them)."
 }
 
-# The bundles terraform zips (terraform/storage.tf: "${var.source_dir}/classify" ...).
-need_bundles() {
+# The functions: one per Task in velocast.tasks (the keys of Terraform's
+# var.functions map name the same bundles).
+function_names() {
+  [[ -x "$PY" ]] || die ".venv is missing: the function list comes from velocast.tasks." "Run: make install"
+  "$PY" -c 'from velocast.tasks import TASK_NAMES; print(" ".join(TASK_NAMES))'
+}
+
+# The bundles terraform zips (terraform/storage.tf: "${var.source_dir}/<function>").
+bundles_built() {
   local fn
-  for fn in classify regress; do
-    [[ -f "$ROOT/build/$fn/main.py" && -f "$ROOT/build/$fn/requirements.txt" ]] || die \
-      "build/$fn is missing: the function bundles are built by" \
-      "  make package      (make plan and make deploy run it first)"
+  for fn in $(function_names); do
+    [[ -f "$ROOT/build/$fn/main.py" && -f "$ROOT/build/$fn/requirements.txt" ]] || return 1
   done
+}
+
+need_bundles() {
+  bundles_built || die \
+    "a bundle under build/ is missing (one per function: $(function_names)); they are built by" \
+    "  make package      (make plan and make deploy run it first)"
+}
+
+# What terraform plan / apply / destroy need, in the order they are checked.
+need_stack_access() {
+  need_terraform
+  need_gcloud
+  need_adc
+  need_tfvars
 }
 
 need_venv() {
@@ -199,39 +218,32 @@ add_version() {
 # -- commands ------------------------------------------------------------------------
 
 cmd_plan() {
-  need_terraform
-  need_gcloud
-  need_adc
-  need_tfvars
+  need_stack_access
   need_bundles
   tf_init
   tf plan -input=false -var-file="$TFVARS"
 }
 
 cmd_deploy() {
-  need_terraform
-  need_gcloud
-  need_adc
-  need_tfvars
+  need_stack_access
   need_bundles
   tf_init
   # No -input=false here: it would also refuse the interactive "yes".
   tf apply -var-file="$TFVARS" "${APPROVE[@]}"
-  local classify regress
-  classify="$(tf output -raw classify_url 2>/dev/null || true)"
-  regress="$(tf output -raw regress_url 2>/dev/null || true)"
-  say "deployed:" "  classify: ${classify:-?}" "  regress:  ${regress:-?}" \
+  local urls
+  urls="$(tf output -json function_urls 2>/dev/null | "$PY" -c '
+import json, sys
+for name, url in sorted(json.load(sys.stdin).items()):
+    print(f"  {name}: {url}")' 2>/dev/null || true)"
+  say "deployed:" "${urls:-  (no URL: terraform output function_urls is empty)}" \
     "next, once: make admin-key; make api-key; make publish" \
     "(until a key and a model exist the functions answer 503)"
 }
 
 cmd_destroy() {
-  need_terraform
-  need_gcloud
-  need_adc
-  need_tfvars
+  need_stack_access
   # Terraform reads the archive_file data sources even to destroy.
-  if [[ ! -f "$ROOT/build/classify/main.py" || ! -f "$ROOT/build/regress/main.py" ]]; then
+  if ! bundles_built; then
     say "building the function bundles first (terraform reads them even to destroy)"
     "$(python_for_keys)" "$ROOT/scripts/package.py" >&2
   fi
@@ -241,57 +253,9 @@ cmd_destroy() {
   tf destroy -var-file="$TFVARS" "${APPROVE[@]}"
 }
 
-# Publishing runs velocast's own store code (write-once objects, if_generation_match=0;
-# never `gsutil rsync`, which would overwrite). With AS_TRAINER=1 it acts as the
-# trainer service account (impersonation: needs roles/iam.serviceAccountTokenCreator
-# on it, granted by trainer_members in tfvars), otherwise as your ADC identity.
-PUBLISH_PY='
-import sys
-
-mode, store_uri, source, models, trainer, project = sys.argv[1:7]
-if trainer:
-    import google.auth
-    from google.auth import impersonated_credentials
-    from google.cloud import storage
-
-    from velocast import store as store_module
-
-    assert hasattr(store_module.GCSStore, "_make_client"), "velocast.store changed: update cloud.sh"
-    adc, adc_project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    credentials = impersonated_credentials.Credentials(
-        source_credentials=adc, target_principal=trainer,
-        target_scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
-    store_module.GCSStore._make_client = (
-        lambda self: storage.Client(project=project or adc_project, credentials=credentials))
-    print(f"cloud.sh: acting as {trainer}", file=sys.stderr)
-
-if mode == "train":
-    from velocast.train.__main__ import main
-
-    sys.exit(main(["--data", source, "--store", store_uri, *(["--models", models] if models else [])]))
-
-from velocast.store import AlreadyExists, open_store
-
-origin, destination = open_store(source), open_store(store_uri)
-names = origin.list("")
-if not any(n.startswith("registry/") for n in names):
-    sys.exit(f"cloud.sh: error: {source} holds no registry entry: not a model store")
-# Registry entries last, as the trainer publishes: no entry ever points at a missing file.
-names.sort(key=lambda n: (n.startswith("registry/"), n))
-copied = kept = 0
-for name in names:
-    data = origin.read(name)
-    try:
-        destination.write_once(name, data)
-        copied += 1
-    except AlreadyExists:
-        if destination.read(name) != data:
-            sys.exit(f"cloud.sh: error: {name} already exists in {store_uri} with other "
-                     "content; published objects are immutable, nothing was overwritten")
-        kept += 1
-print(f"cloud.sh: {copied} object(s) copied, {kept} already there", file=sys.stderr)
-'
-
+# Publishing is `python -m velocast.publish` (shared/velocast/publish.py): write-once
+# copies, registry entries last; with AS_TRAINER=1 as the trainer service account
+# through impersonated credentials, otherwise as your ADC identity.
 cmd_publish() {
   need_terraform
   need_gcloud
@@ -307,7 +271,8 @@ cmd_publish() {
     [[ -d "$FROM" ]] || die "FROM=$FROM is not a folder store." \
       "Point FROM at a folder written by 'make train STORE=<folder>'."
     say "copying the models of $FROM into $store (write-once: existing objects are kept)"
-    "$PY" -c "$PUBLISH_PY" copy "$store" "$FROM" "" "$trainer" "$(tfvars_project)"
+    "$PY" -m velocast.publish copy --to "$store" --from "$FROM" --as "$trainer" \
+      --project "$(tfvars_project)"
   else
     if [[ ! -f "$DATA" ]]; then
       [[ "$DATA" == "$SAMPLE" ]] || die "DATA=$DATA not found." \
@@ -316,7 +281,8 @@ cmd_publish() {
       "$PY" -m velocast.train.sample --out "$SAMPLE"
     fi
     say "training on $DATA and publishing into $store"
-    "$PY" -c "$PUBLISH_PY" train "$store" "$DATA" "${MODELS:-}" "$trainer" "$(tfvars_project)"
+    "$PY" -m velocast.publish train --to "$store" --data "$DATA" --models "${MODELS:-}" \
+      --as "$trainer" --project "$(tfvars_project)"
   fi
   say "published. The functions pick new models up within REFRESH_SECONDS (default 300 s)," \
     "or at once with: curl -X POST -H \"X-API-Key: \$ADMIN_KEY\" <url>/refresh"

@@ -1,4 +1,4 @@
-"""Run both functions locally with functions-framework.
+"""Run every function (one per velocast.tasks.TASKS entry) locally with functions-framework.
 
     python scripts/local.py serve [--store models]   # until Ctrl-C
     python scripts/local.py demo  [--store models]   # old system's requests, answers, stop
@@ -9,11 +9,9 @@ If the store holds no model, builds the synthetic sample and trains first, sayin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,20 +19,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SAMPLE = ROOT / "data" / "paris-sample.csv"
-FUNCTIONS = {"classify": 8080, "regress": 8000}
+from velocast.dev.bodies import OLD_BODIES, OLD_RECORD
+from velocast.dev.servers import FunctionServer, free_port, port_free
+from velocast.tasks import TASK_NAMES, TASKS
 
-# The bodies the old system's clients send today.
-OLD_RECORD = {"nom_du_compteur": "35 boulevard de Ménilmontant NO-SE",
-              "date_et_heure_de_comptage": "2025-05-17 18:00:00+02:00",
-              "coordonnées_géographiques": "48.8672, 2.3501",
-              "mois_annee_comptage": "mai 2025"}
-DEMO_REQUESTS = {
-    "classify": {"records": [OLD_RECORD]},
-    "regress": {"records": [OLD_RECORD], "model_type": "nn", "metric": "r2"},
-}
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "paris-sample.csv"
+FUNCTIONS = {t.name: t.local_port for t in TASKS.values()}
+# A task the old clients never called gets the records alone (its default model).
+DEMO_REQUESTS = {name: OLD_BODIES.get(name, {"records": [OLD_RECORD]}) for name in TASK_NAMES}
 
 
 def say(message: str) -> None:
@@ -46,7 +39,7 @@ def has_models(store: str) -> bool:
     from velocast.store import open_store
 
     entries = registry.list_entries(open_store(store))
-    return {"classify", "regress"} <= {e.task for e in entries}
+    return set(TASK_NAMES) <= {e.task for e in entries}
 
 
 def ensure_models(store: str) -> None:
@@ -61,60 +54,26 @@ def ensure_models(store: str) -> None:
                     "--store", store], check=True)
 
 
-def port_free(port: int) -> bool:
-    with contextlib.closing(socket.socket()) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(store: str, ports: dict[str, int]) -> dict[str, subprocess.Popen]:
+def start(store: str, ports: dict[str, int]) -> dict[str, FunctionServer]:
     env = {**os.environ, "MODEL_STORE": store}
-    processes = {}
-    for name, port in ports.items():
-        processes[name] = subprocess.Popen(
-            [str(BIN / "functions-framework"), f"--target={name}",
-             f"--source={ROOT / 'functions' / name / 'main.py'}", f"--port={port}",
-             "--host=127.0.0.1"],
-            env=env, cwd=ROOT, start_new_session=True)
-    return processes
+    servers = {name: FunctionServer(name, env=env, port=port, inherit=True)
+               for name, port in ports.items()}
+    for server in servers.values():
+        server.spawn()
+    return servers
 
 
-def wait_healthy(ports: dict[str, int], processes, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    pending = dict(ports)
-    while pending and time.monotonic() < deadline:
-        for name, port in list(pending.items()):
-            if processes[name].poll() is not None:
-                raise SystemExit(f"velocast: {name} exited with code {processes[name].returncode}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        del pending[name]
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-        time.sleep(0.2)
-    if pending:
-        raise SystemExit(f"velocast: {', '.join(pending)} not healthy after {timeout:.0f} s")
-
-
-def stop(processes) -> None:
-    for p in processes.values():
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in processes.values():
+def wait_healthy(servers: dict[str, FunctionServer], timeout: float = 60.0) -> None:
+    for name, server in servers.items():
         try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+            server.wait_ready(timeout, ok=lambda status: status == 200)
+        except RuntimeError as exc:  # exited, or no 200 in time (its output is above)
+            raise SystemExit(f"velocast: {str(exc).splitlines()[0].rstrip(':')}") from None
+
+
+def stop(servers: dict[str, FunctionServer]) -> None:
+    for server in servers.values():
+        server.stop()
 
 
 def post(port: int, body: dict) -> tuple[int, dict]:
@@ -143,7 +102,19 @@ def choose_ports(strict: bool) -> dict[str, int]:
     return ports
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM would end this process without its `finally`, leaving both servers (in
+    their own sessions) running; a shell starts background jobs with SIGINT ignored, so
+    Ctrl-C did nothing. Both now unwind through `finally`, which stops the servers."""
+    def unwind(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, unwind)
+    signal.signal(signal.SIGINT, unwind)
+
+
 def main(argv=None) -> int:
+    _stop_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["serve", "demo"])
     parser.add_argument("--store", default=os.environ.get("MODEL_STORE", "models"),
@@ -152,14 +123,14 @@ def main(argv=None) -> int:
     store = args.store if args.store.startswith("gs://") else str(Path(args.store).resolve())
     ensure_models(store)
     ports = choose_ports(strict=args.command == "serve")
-    processes = start(store, ports)
+    servers = start(store, ports)
     try:
-        wait_healthy(ports, processes)
+        wait_healthy(servers)
         for name, port in ports.items():
             say(f"{name} on http://127.0.0.1:{port}  (POST /predict, GET /health, GET /models)")
         if args.command == "serve":
-            say("Ctrl-C stops both")
-            while all(p.poll() is None for p in processes.values()):
+            say("Ctrl-C stops them all")
+            while all(s.process.poll() is None for s in servers.values()):
                 time.sleep(0.5)
             return 1
         failures = 0
@@ -173,7 +144,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        stop(processes)
+        stop(servers)
         say("servers stopped")
 
 

@@ -1,4 +1,4 @@
-"""Build the two Cloud Function bundles: build/classify/ and build/regress/.
+"""Build the Cloud Function bundles, one per velocast.tasks.TASKS entry: build/<fn>/.
 
     python scripts/package.py [--out build]
 
@@ -6,7 +6,8 @@ Each bundle is the folder Cloud Functions builds from (and terraform/ zips):
 
     build/<fn>/main.py            the function's entry point, copied
     build/<fn>/requirements.txt   the function's pinned runtime requirements, copied
-    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/)
+    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/,
+                                  dev/ or publish.py)
 
 plus build/<fn>.zip, a deterministic zip of that folder (sorted entries, fixed
 timestamps and modes: the same sources always give the same bytes), handy for
@@ -15,7 +16,8 @@ timestamps and modes: the same sources always give the same bytes), handy for
 The build fails loudly, leaving no half-built bundle, when
   - a requirements.txt lists an offline-only distribution (scikit-learn, pandas,
     skl2onnx, onnx; onnxruntime is fine) or a requirement that is not pinned with ==;
-  - a copied module imports sklearn, pandas, skl2onnx, onnx or velocast.train
+  - a copied module imports sklearn, pandas, skl2onnx, onnx or an offline part of
+    velocast (velocast.train, velocast.dev, velocast.publish)
     (AST scan of every copied file: top-level and lazy imports, relative imports,
     importlib.import_module("...") and __import__("...") with a literal name).
 
@@ -33,17 +35,21 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from velocast.tasks import TASK_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "velocast"
-FUNCTIONS = ("classify", "regress")
+FUNCTIONS = TASK_NAMES
 
-# Offline-only subpackages of velocast, never shipped.
-EXCLUDED_SUBPACKAGES = ("train",)
+# Offline-only parts of velocast (subpackages and modules), never shipped: training,
+# developer tooling (local servers, venvs), publishing.
+OFFLINE_PARTS = ("train", "dev", "publish.py")
 
 # Distributions that must never be installed in a function (normalised per PEP 503).
 FORBIDDEN_REQUIREMENTS = {"scikit-learn", "sklearn", "pandas", "skl2onnx", "onnx"}
 # Modules the runtime code must never import (the module itself or any submodule).
-FORBIDDEN_IMPORTS = ("sklearn", "pandas", "skl2onnx", "onnx", "velocast.train")
+FORBIDDEN_IMPORTS = ("sklearn", "pandas", "skl2onnx", "onnx", "velocast.train", "velocast.dev",
+                     "velocast.publish")
 
 # Fixed metadata for reproducible zips (the zip format cannot go below 1980).
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -182,9 +188,10 @@ def check_imports(package_root: Path) -> None:
 
 def _runtime_sources(package: Path) -> list[Path]:
     sources = []
-    for path in sorted(package.rglob("*.py")):
+    # static/: the API spec and pages the functions serve.
+    for path in sorted([*package.rglob("*.py"), *(package / "static").glob("*")]):
         rel = path.relative_to(package)
-        if rel.parts[0] in EXCLUDED_SUBPACKAGES or "__pycache__" in rel.parts:
+        if rel.parts[0] in OFFLINE_PARTS or "__pycache__" in rel.parts:
             continue
         sources.append(path)
     if not any(p.name == "__init__.py" and p.parent == package for p in sources):
@@ -255,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build",
                         help="output folder (default: build/; terraform's source_dir)")
     parser.add_argument("functions", nargs="*", metavar="FUNCTION",
-                        help="classify and/or regress (default: both)")
+                        help=f"any of {', '.join(FUNCTIONS)} (default: all)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.functions) - set(FUNCTIONS))
     if unknown:

@@ -1,39 +1,51 @@
 locals {
-  # One entry per function; every per-function resource (bundle, source
-  # object, function, runtime service account, grants, invokers) is a
-  # for_each over this map, keyed by the function name. The key is also the
-  # bundle folder under var.source_dir and the suffix of the resource names.
+  # var.functions with its defaults resolved, plus the CPU/memory envelope of
+  # each entry. Every per-function resource (bundle, source object, function,
+  # runtime service account, grants, invokers) is a for_each over this map,
+  # keyed by the function name: adding a function is one entry in
+  # var.functions, nothing here.
   functions = {
-    classify = {
-      description = "velocast: is traffic at a Paris bike counter above its usual level (affluence classifier)"
-      runtime     = "python312"
-      entry_point = "classify"
-      memory      = var.classify_memory
+    for name, fn in var.functions : name => merge(fn, {
+      entry_point = coalesce(fn.entry_point, name)
+      memory_mib  = local.memory_mib[fn.memory]
+      # Cloud Run's CPU/memory table, checked at plan time (preconditions
+      # below) rather than as an API error halfway through an apply.
+      max_memory_mib = tonumber(fn.cpu) < 0.5 ? 512 : (tonumber(fn.cpu) < 1 ? 1024 : tonumber(fn.cpu) * 4096)
+      min_memory_mib = tonumber(fn.cpu) >= 6 ? 4096 : (tonumber(fn.cpu) >= 4 ? 2048 : 128)
+    })
+  }
+
+  # The two secrets every function mounts as files. A mounted secret at version
+  # "latest" is fetched from Secret Manager on each read of the file (Cloud Run
+  # docs, "Configure secrets"), so a key rotation reaches running instances
+  # within the code's TTL (SECRET_TTL_SECONDS) with no redeploy and no client
+  # library; a secret env var would be frozen per instance. Each secret gets its
+  # own mount path: a mount shadows its whole folder.
+  secret_files = {
+    api_keys = {
+      secret     = google_secret_manager_secret.api_keys.secret_id
+      mount_path = "/etc/secrets/api-keys"
+      path       = "keys"
     }
-    regress = {
-      description = "velocast: hourly bike count predicted for a Paris counter (regression models)"
-      runtime     = "python312"
-      entry_point = "regress"
-      memory      = var.regress_memory
+    admin_key = {
+      secret     = google_secret_manager_secret.admin_key.secret_id
+      mount_path = "/etc/secrets/admin-key"
+      path       = "key"
     }
   }
 
-  # Everything the functions need to find their dependencies. Secret *names*
-  # only: the code reads the values at run time through Secret Manager and
-  # caches them with a TTL, so a key rotation needs no redeploy (a secret env
-  # var would be frozen per instance).
+  # Everything the functions need to find their dependencies; for the keys,
+  # where the mounted files are.
   function_env = {
-    MODEL_STORE      = "gs://${google_storage_bucket.models.name}"
-    GCP_PROJECT      = var.project_id
-    API_KEYS_SECRET  = google_secret_manager_secret.api_keys.secret_id
-    ADMIN_KEY_SECRET = google_secret_manager_secret.admin_key.secret_id
-    REFRESH_SECONDS  = tostring(var.refresh_seconds)
-    MAX_RECORDS      = tostring(var.max_records)
-    LOG_LEVEL        = var.log_level
+    MODEL_STORE     = "gs://${google_storage_bucket.models.name}"
+    GCP_PROJECT     = var.project_id
+    API_KEYS_FILE   = "${local.secret_files.api_keys.mount_path}/${local.secret_files.api_keys.path}"
+    ADMIN_KEY_FILE  = "${local.secret_files.admin_key.mount_path}/${local.secret_files.admin_key.path}"
+    REFRESH_SECONDS = tostring(var.refresh_seconds)
+    MAX_RECORDS     = tostring(var.max_records)
+    LOG_LEVEL       = var.log_level
   }
 
-  # Cloud Run's CPU/memory envelope, checked at plan time rather than as an
-  # API error halfway through an apply.
   memory_mib = {
     "128Mi" = 128
     "256Mi" = 256
@@ -45,9 +57,6 @@ locals {
     "16Gi"  = 16384
     "32Gi"  = 32768
   }
-  cpu            = tonumber(var.available_cpu)
-  max_memory_mib = local.cpu < 0.5 ? 512 : (local.cpu < 1 ? 1024 : local.cpu * 4096)
-  min_memory_mib = local.cpu >= 6 ? 4096 : (local.cpu >= 4 ? 2048 : 128)
 
   build_service_account = "projects/${var.project_id}/serviceAccounts/${google_service_account.build.email}"
 }
@@ -77,29 +86,42 @@ resource "google_cloudfunctions2_function" "fn" {
 
   service_config {
     available_memory                 = each.value.memory
-    available_cpu                    = var.available_cpu
-    min_instance_count               = var.min_instances
-    max_instance_count               = var.max_instances
-    max_instance_request_concurrency = var.concurrency
-    timeout_seconds                  = var.timeout_seconds
+    available_cpu                    = each.value.cpu
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = each.value.concurrency
+    timeout_seconds                  = each.value.timeout_seconds
     ingress_settings                 = var.ingress_settings
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.fn[each.key].email
     environment_variables            = local.function_env
+
+    dynamic "secret_volumes" {
+      for_each = local.secret_files
+      content {
+        mount_path = secret_volumes.value.mount_path
+        project_id = var.project_id
+        secret     = secret_volumes.value.secret
+        versions {
+          version = "latest"
+          path    = secret_volumes.value.path
+        }
+      }
+    }
   }
 
   lifecycle {
     precondition {
-      condition     = local.memory_mib[each.value.memory] <= local.max_memory_mib && local.memory_mib[each.value.memory] >= local.min_memory_mib
-      error_message = "${each.key}_memory ${each.value.memory} does not fit available_cpu ${var.available_cpu}: Cloud Run allows ${local.min_memory_mib}-${local.max_memory_mib} MiB for that CPU."
+      condition     = each.value.memory_mib <= each.value.max_memory_mib && each.value.memory_mib >= each.value.min_memory_mib
+      error_message = "functions.${each.key}.memory ${each.value.memory} does not fit its cpu ${each.value.cpu}: Cloud Run allows ${each.value.min_memory_mib}-${each.value.max_memory_mib} MiB for that CPU."
     }
     precondition {
-      condition     = var.concurrency == 1 || local.cpu >= 1
-      error_message = "concurrency > 1 needs available_cpu >= 1."
+      condition     = each.value.concurrency == 1 || tonumber(each.value.cpu) >= 1
+      error_message = "functions.${each.key}: concurrency > 1 needs cpu >= 1."
     }
     precondition {
-      condition     = var.min_instances <= var.max_instances
-      error_message = "min_instances must not exceed max_instances."
+      condition     = each.value.min_instances <= each.value.max_instances
+      error_message = "functions.${each.key}: min_instances must not exceed max_instances."
     }
   }
 

@@ -1,11 +1,6 @@
-output "classify_url" {
-  description = "HTTPS endpoint of the classify function (POST /, /predict; GET /health, /models; POST /refresh)."
-  value       = google_cloudfunctions2_function.fn["classify"].url
-}
-
-output "regress_url" {
-  description = "HTTPS endpoint of the regress function (same routes as classify)."
-  value       = google_cloudfunctions2_function.fn["regress"].url
+output "function_urls" {
+  description = "HTTPS endpoint of each function, keyed by function name (POST /, /predict; GET /health, /models; POST /refresh). `terraform output -json function_urls`."
+  value       = { for name, fn in google_cloudfunctions2_function.fn : name => fn.url }
 }
 
 output "models_bucket" {
@@ -33,14 +28,9 @@ output "artifact_repository" {
   value       = google_artifact_registry_repository.functions.id
 }
 
-output "classify_service_account" {
-  description = "Email of the classify function's runtime service account."
-  value       = google_service_account.fn["classify"].email
-}
-
-output "regress_service_account" {
-  description = "Email of the regress function's runtime service account."
-  value       = google_service_account.fn["regress"].email
+output "function_service_accounts" {
+  description = "Email of each function's runtime service account, keyed by function name."
+  value       = { for name, sa in google_service_account.fn : name => sa.email }
 }
 
 output "trainer_service_account" {

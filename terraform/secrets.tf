@@ -4,7 +4,8 @@
 #
 # Rotation: add a new version holding the new and the old keys, one per line;
 # once clients have switched, add a version with only the new key. Functions
-# re-read `latest` on a TTL, so no redeploy is needed.
+# mount `latest` as a file and re-read it on a TTL (functions.tf), so no
+# redeploy is needed.
 
 resource "google_secret_manager_secret" "api_keys" {
   project   = var.project_id

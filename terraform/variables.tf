@@ -24,7 +24,7 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Short lowercase prefix for every resource name (functions, service accounts, secrets, buckets). 3-20 chars so that \"<prefix>-classify\" fits the 30-char service-account id limit."
+  description = "Short lowercase prefix for every resource name (functions, service accounts, secrets, buckets). 3-20 chars so that \"<prefix>-<function>\" fits the 30-char service-account id limit (function keys have at most 9)."
   type        = string
   default     = "velocast"
 
@@ -46,83 +46,72 @@ variable "source_dir" {
 }
 
 # ---------------------------------------------------------------------------
-# Function sizing and scaling
+# The functions: one entry per function, sizing and scaling included
 # ---------------------------------------------------------------------------
 
-variable "classify_memory" {
-  description = "Memory per classify instance (Cloud Run notation: 128Mi ... 32Gi). Must fit available_cpu (see the Cloud Run CPU/memory table)."
-  type        = string
-  default     = "512Mi"
-
-  validation {
-    condition     = contains(["128Mi", "256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi", "32Gi"], var.classify_memory)
-    error_message = "classify_memory must be one of 128Mi, 256Mi, 512Mi, 1Gi, 2Gi, 4Gi, 8Gi, 16Gi, 32Gi."
+variable "functions" {
+  description = "The HTTP functions, keyed by name. The key is the Task name in shared/velocast/tasks.py, the bundle folder under source_dir and the suffix of every per-function resource; entry_point defaults to it. Attributes left out take the defaults of the type: runtime python312, memory 512Mi (Cloud Run notation, must fit cpu), cpu \"1\" (below 1, concurrency must be 1 and memory is capped: 512Mi under 0.5 vCPU, 1Gi under 1 vCPU), min_instances 0 (nothing runs or is billed at rest, at the cost of a cold start after idle), max_instances 5 (caps cost and the load a spike puts on the model bucket), concurrency 8 (above 1 needs cpu >= 1; ONNX Runtime sessions are thread-safe, so one model copy serves them all), timeout_seconds 60 (HTTP functions allow up to 3600). Overriding this variable replaces the whole map: list every function."
+  type = map(object({
+    description     = string
+    entry_point     = optional(string)
+    runtime         = optional(string, "python312")
+    memory          = optional(string, "512Mi")
+    cpu             = optional(string, "1")
+    min_instances   = optional(number, 0)
+    max_instances   = optional(number, 5)
+    concurrency     = optional(number, 8)
+    timeout_seconds = optional(number, 60)
+  }))
+  default = {
+    classify = {
+      description = "velocast: is traffic at a Paris bike counter above its usual level (affluence classifier)"
+    }
+    regress = {
+      description = "velocast: hourly bike count predicted for a Paris counter (regression models)"
+      # Higher than classify: it caches several model types at once.
+      memory = "1Gi"
+    }
   }
-}
-
-variable "regress_memory" {
-  description = "Memory per regress instance (Cloud Run notation: 128Mi ... 32Gi). Higher than classify by default because it caches several model types at once."
-  type        = string
-  default     = "1Gi"
 
   validation {
-    condition     = contains(["128Mi", "256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi", "32Gi"], var.regress_memory)
-    error_message = "regress_memory must be one of 128Mi, 256Mi, 512Mi, 1Gi, 2Gi, 4Gi, 8Gi, 16Gi, 32Gi."
+    condition     = length(var.functions) >= 1 && alltrue([for name in keys(var.functions) : can(regex("^[a-z][a-z0-9]{1,8}$", name))])
+    error_message = "functions needs at least one entry, each keyed by 2-9 lowercase letters or digits starting with a letter (the Task name; \"<name_prefix>-<key>\" must fit the 30-char service-account id)."
   }
-}
-
-variable "available_cpu" {
-  description = "vCPUs per instance for both functions. Below 1, concurrency must be 1 and memory is capped (512Mi under 0.5 vCPU, 1Gi under 1 vCPU)."
-  type        = string
-  default     = "1"
-
   validation {
-    condition     = contains(["0.083", "0.167", "0.333", "0.583", "1", "2", "4", "6", "8"], var.available_cpu)
-    error_message = "available_cpu must be one of 0.083, 0.167, 0.333, 0.583, 1, 2, 4, 6, 8."
+    condition     = alltrue([for fn in values(var.functions) : length(trimspace(fn.description)) > 0 && length(fn.description) <= 512])
+    error_message = "functions[*].description must be 1-512 chars."
   }
-}
-
-variable "min_instances" {
-  description = "Instances kept warm per function. 0 means nothing runs (or is billed) at rest, at the cost of a cold start after idle periods."
-  type        = number
-  default     = 0
-
   validation {
-    condition     = var.min_instances >= 0 && var.min_instances <= 10 && floor(var.min_instances) == var.min_instances
-    error_message = "min_instances must be a whole number between 0 and 10."
+    condition     = alltrue([for name, fn in var.functions : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", coalesce(fn.entry_point, name)))])
+    error_message = "functions[*].entry_point must be a Python function name (letters, digits, underscores)."
   }
-}
-
-variable "max_instances" {
-  description = "Upper bound on instances per function; caps both cost and the load a traffic spike can put on the model bucket."
-  type        = number
-  default     = 5
-
   validation {
-    condition     = var.max_instances >= 1 && var.max_instances <= 100 && floor(var.max_instances) == var.max_instances
-    error_message = "max_instances must be a whole number between 1 and 100."
+    condition     = alltrue([for fn in values(var.functions) : contains(["python311", "python312", "python313"], fn.runtime)])
+    error_message = "functions[*].runtime must be python311, python312 or python313."
   }
-}
-
-variable "concurrency" {
-  description = "Requests one instance serves at once. Above 1 needs available_cpu >= 1; ONNX Runtime sessions are thread-safe so one model copy serves them all."
-  type        = number
-  default     = 8
-
   validation {
-    condition     = var.concurrency >= 1 && var.concurrency <= 1000 && floor(var.concurrency) == var.concurrency
-    error_message = "concurrency must be a whole number between 1 and 1000."
+    condition     = alltrue([for fn in values(var.functions) : contains(["128Mi", "256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi", "32Gi"], fn.memory)])
+    error_message = "functions[*].memory must be one of 128Mi, 256Mi, 512Mi, 1Gi, 2Gi, 4Gi, 8Gi, 16Gi, 32Gi."
   }
-}
-
-variable "timeout_seconds" {
-  description = "Per-request timeout in seconds (HTTP functions allow up to 3600)."
-  type        = number
-  default     = 60
-
   validation {
-    condition     = var.timeout_seconds >= 1 && var.timeout_seconds <= 3600 && floor(var.timeout_seconds) == var.timeout_seconds
-    error_message = "timeout_seconds must be a whole number between 1 and 3600."
+    condition     = alltrue([for fn in values(var.functions) : contains(["0.083", "0.167", "0.333", "0.583", "1", "2", "4", "6", "8"], fn.cpu)])
+    error_message = "functions[*].cpu must be one of 0.083, 0.167, 0.333, 0.583, 1, 2, 4, 6, 8."
+  }
+  validation {
+    condition     = alltrue([for fn in values(var.functions) : fn.min_instances >= 0 && fn.min_instances <= 10 && floor(fn.min_instances) == fn.min_instances])
+    error_message = "functions[*].min_instances must be a whole number between 0 and 10."
+  }
+  validation {
+    condition     = alltrue([for fn in values(var.functions) : fn.max_instances >= 1 && fn.max_instances <= 100 && floor(fn.max_instances) == fn.max_instances])
+    error_message = "functions[*].max_instances must be a whole number between 1 and 100."
+  }
+  validation {
+    condition     = alltrue([for fn in values(var.functions) : fn.concurrency >= 1 && fn.concurrency <= 1000 && floor(fn.concurrency) == fn.concurrency])
+    error_message = "functions[*].concurrency must be a whole number between 1 and 1000."
+  }
+  validation {
+    condition     = alltrue([for fn in values(var.functions) : fn.timeout_seconds >= 1 && fn.timeout_seconds <= 3600 && floor(fn.timeout_seconds) == fn.timeout_seconds])
+    error_message = "functions[*].timeout_seconds must be a whole number between 1 and 3600."
   }
 }
 

@@ -2,8 +2,7 @@
 
 `trained_store`: a folder store holding all four model types, trained once per session
 on a small synthetic sample (the real pipeline, about 15 s on 2 cores).
-`copy_store(src, dst)`: copy every object of one store into another (e.g. into a
-fake-gcs-server bucket), through the write-once interface.
+Copying a store into another (e.g. a fake-gcs-server bucket): velocast.publish.copy_store.
 """
 
 from __future__ import annotations
@@ -90,12 +89,3 @@ def trained_store(trained_run) -> Path:
     refused = [(o.model_type, o.refused) for o in trained_run.outcomes if not o.published]
     assert not refused, refused
     return trained_run.store_dir
-
-
-def copy_store(source, destination) -> int:
-    names = source.list("")
-    # Registry entries last, as publish does, so no entry ever points at a missing file.
-    names.sort(key=lambda n: n.startswith("registry/"))
-    for name in names:
-        destination.write_once(name, source.read(name))
-    return len(names)

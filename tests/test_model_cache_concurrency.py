@@ -3,11 +3,11 @@ the same model once per gunicorn thread before: 8 copies, worker RSS 423 MB)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
+from tests.threads import race
 from velocast.model_cache import ModelCache, NoModelAvailable
 from velocast.store import StoreUnavailable
 
@@ -15,22 +15,7 @@ THREADS = 8
 
 
 def _burst(fn, threads: int = THREADS) -> list:
-    barrier = threading.Barrier(threads)
-    results: list = [None] * threads
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = fn()
-        except Exception as exc:  # noqa: BLE001
-            results[i] = exc
-
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(30)
-    return results
+    return race(threads, lambda _: fn())
 
 
 def _counting(cache: ModelCache, before=None):

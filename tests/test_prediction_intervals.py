@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from velocast import intervals, registry
+from velocast import intervals, registry, tasks
 from velocast.features import CounterTable, build_matrix
 from velocast.schema import parse_records
 from velocast.store import open_store
@@ -44,8 +44,7 @@ def test_bounds_are_the_cards_offsets_applied_to_the_models_log_output(regress_f
     spec = card["interval"]
     assert spec["level"] == 0.8 and spec["lower_log"] <= 0 <= spec["upper_log"]
     assert "holdout" in spec["calibration"]     # no backtest report for the sample
-    parsed = parse_records(records)
-    matrix = build_matrix(parsed.names, parsed.epoch_seconds, parsed.latitude, parsed.longitude,
+    matrix = build_matrix(parse_records(records),
                           CounterTable.from_dict(card["counter_table"])).matrix
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     log = session.run(None, {card["onnx"]["input"]: matrix})[0].reshape(-1).astype(np.float64)
@@ -55,30 +54,21 @@ def test_bounds_are_the_cards_offsets_applied_to_the_models_log_output(regress_f
                                atol=0.051)
 
 
-def test_a_card_without_an_interval_serves_predictions_only(regress_fn):
+def test_a_card_without_an_interval_serves_predictions_only():
     class Model:
         interval = None
 
-    response = regress_fn.module.shape_response(Model(), [np.array([[1.0], [2.0]], np.float32)],
-                                                None)
+    response = tasks.TASKS["regress"].response([np.array([[1.0], [2.0]], np.float32)], Model())
     assert response == {"predictions": [round(float(np.expm1(np.float32(1.0))), 1),
                                         round(float(np.expm1(np.float32(2.0))), 1)]}
     assert intervals.from_card({"task": "regress"}) is None
 
 
-def test_per_hour_offsets_apply_at_each_records_local_hour():
-    lower = [-0.1 * h / 23 for h in range(24)]
-    interval = intervals.from_card({"interval": {"level": 0.8, "lower_log": lower,
-                                                 "upper_log": 0.5}})
-    low, high = interval.bounds(np.log1p(np.array([100.0, 100.0])), np.array([0, 23]))
-    np.testing.assert_allclose(low, [100.0, np.expm1(np.log1p(100.0) - 0.1)])
-    np.testing.assert_allclose(high, np.expm1(np.log1p(100.0) + 0.5))
-
-
 @pytest.mark.parametrize("spec", [
     "wide", {"level": 80, "lower_log": -1, "upper_log": 1},
     {"level": 0.8, "lower_log": 1, "upper_log": -1},
-    {"level": 0.8, "lower_log": [0.0] * 23, "upper_log": 1},
+    {"level": 0.8, "lower_log": [0.0] * 24, "upper_log": 1},
+    {"level": 0.8, "lower_log": 0.1, "upper_log": 1},
     {"level": 0.8, "lower_log": float("nan"), "upper_log": 1},
 ])
 def test_a_malformed_interval_refuses_the_model(spec):

@@ -1,8 +1,7 @@
 """The regress function in process: functions_framework.create_app(...).test_client().
 
-The shared HTTP contract (routes, limits, errors, auth, logs) runs here against the
-regress app (ContractTests); this file adds what is specific to regress, and checks
-that the two main.py modules never collide in one process.
+What is specific to regress (the contract both functions share is tests/test_contract.py),
+and that the two main.py modules never collide in one process.
 """
 
 from __future__ import annotations
@@ -19,15 +18,10 @@ from tests.function_clients import (  # noqa: E402
     OLD_RECORD,
     SNAKE_RECORD,
     SOURCES,
-    ContractTests,
     load_function,
 )
 
 pytest_plugins = ["tests.function_clients"]
-
-
-class TestContract(ContractTests):
-    FUNCTION = "regress"
 
 
 def entries(trained_store):

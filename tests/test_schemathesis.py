@@ -8,8 +8,8 @@ says, and schema-invalid requests rejected. Not checked: `positive_data_acceptan
 since a schema-valid body may still be a 422 the schema cannot express (an unknown
 counter without coordinates, a date that is not ISO 8601, a metric of the other task).
 
-schemathesis is a test-only tool: installed in the project's venv (``pip install
-schemathesis``), else this module is skipped.
+schemathesis is a dev dependency (pyproject's dev extras): missing, these tests fail
+rather than skip, so a broken install cannot pass unnoticed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from tests.function_clients import ROOT, VENV_BIN, Server
+from velocast.tasks import TASK_NAMES
 
 SPEC = ROOT / "openapi.yaml"
 CLI = VENV_BIN / "schemathesis"
@@ -26,7 +27,7 @@ SEED = 20250517
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance",
           "negative_data_rejection")
-# 413 is this API's answer to a request above its limits (DESIGN.md), e.g. the
+# 413 is this API's answer to a request above its limits (docs/architecture.md, Request path, step 5), e.g. the
 # 10,001 records schemathesis sends past `maxItems`; its default list lacks it.
 CONFIG = """
 [checks.negative_data_rejection]
@@ -35,14 +36,13 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 """
 RUN_TIMEOUT = 150  # seconds per function; a run takes about 10 s on 2 idle cores
 
-pytestmark = pytest.mark.skipif(not CLI.exists(), reason=f"schemathesis not installed ({CLI})")
 
 
 @pytest.fixture(scope="module")
 def servers(trained_store):
     started: list[Server] = []
     try:
-        for name in ("classify", "regress"):
+        for name in TASK_NAMES:
             server = Server(name, {"MODEL_STORE": str(trained_store), "REFRESH_SECONDS": "3600"})
             started.append(server)
             server.start()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
+from tests.threads import race
 from velocast.store import (
     AlreadyExists,
     GCSStore,
@@ -21,26 +21,6 @@ from velocast.store import (
 )
 
 pytest_plugins = ["tests.gcs_fixtures"]
-
-
-def race(n, fn):
-    """Run fn(i) in n threads released together; return results or exceptions."""
-    barrier = threading.Barrier(n)
-    out = [None] * n
-
-    def run(i):
-        barrier.wait()
-        try:
-            out[i] = fn(i)
-        except Exception as e:  # collected for the assertions
-            out[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return out
 
 
 # ------------------------------------------------------------------ both stores

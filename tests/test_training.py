@@ -196,8 +196,7 @@ def test_the_serving_path_reproduces_the_exported_models_output(run, sample_fram
     for model_type, entry in run.entries().items():
         card = run.card(model_type)
         table = CounterTable.from_dict(card["counter_table"])
-        batch = build_matrix(parsed.names, parsed.epoch_seconds, parsed.latitude,
-                             parsed.longitude, table)
+        batch = build_matrix(parsed, table)
         assert batch.unknown_counters == ()
         assert batch.matrix.shape == (len(holdout), N_FEATURES)
         np.testing.assert_allclose(batch.matrix, training_side, rtol=0, atol=1e-5)

@@ -4,8 +4,8 @@ Training (`velocast.train`) and serving (the two functions) both call
 `build_matrix`; nothing else computes a feature. Runtime code: standard library and
 numpy only.
 
-Inputs are arrays of counter names, UTC instants (epoch seconds), and coordinates
-(NaN when absent). Calendar features are computed in Europe/Paris local time, so an
+Input is one `Records` object: counter names, UTC instants (epoch seconds) and
+coordinates (NaN when absent). Calendar features are computed in Europe/Paris local time, so an
 instant given with any UTC offset lands on the right local hour across DST changes.
 """
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from velocast import paris_calendar as cal
+from velocast.errors import RecordError
 
 # Bump when a feature's meaning, order or the counter table changes: a function
 # refuses a model trained with another version.
@@ -45,12 +46,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "counter_recent",      # counter's mean log1p(count) over its last RECENT_DAYS of training
 )
 N_FEATURES = len(FEATURE_NAMES)
-# The regressors predict log1p(count) - counter_recent (the ONNX graph adds it back),
-# so they learn each counter's shape around its latest level. Chosen on the backtest
-# mean (velocast.train.backtest, 3 folds): 0.772 -> 0.697 RMSE log1p with "days";
-# 14 days of level beat 28 (0.710) and 56.
+# Regressors learn log1p(count) - counter_recent (the ONNX graph adds it back). On 3
+# backtest folds (gbdt): 0.772 RMSE log1p -> 0.685 with it and "days"; 14 days 0.697.
 RECENT_DAYS = 56
 DAY_ZERO = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+# The name of the one ONNX input, a float32 (rows, N_FEATURES) matrix: the exporter
+# writes it, the functions check it before serving a model.
+ONNX_INPUT_NAME = "features"
+# The request fields the features read (snake_case; velocast.schema also takes the
+# export's French headers).
+COUNTER = "nom_du_compteur"
+DATE = "date_et_heure_de_comptage"
+COORDINATES = "coordonnees_geographiques"
 DAY_TYPES = 3
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -62,6 +69,10 @@ NEIGHBOURS = 4
 # (OutOfAreaError) rather than guessed.
 MAX_NEIGHBOUR_KM = 20.0
 KM_PER_DEGREE = 111.195
+# A known counter given coordinates farther than this from its known place is predicted
+# at its known place, with a warning: counters do not move, so the client's coordinates
+# are probably wrong (0, 0 is a common placeholder).
+MAX_KNOWN_OFFSET_KM = 0.5
 
 
 def days_since_zero(epoch_seconds) -> np.ndarray:
@@ -170,25 +181,17 @@ class CounterTable:
         holes = np.isnan(profile)
         profile[holes] = np.broadcast_to(counter_log_mean[:, None, None], profile.shape)[holes]
         first_row = np.unique(counter_idx, return_index=True)[1]
-        # Each counter's own last days: a counter that stopped early keeps the level it
-        # had when it last counted rather than none.
+        # Each counter's own last days: one that stopped early keeps its last level.
         epoch = np.asarray(epoch_seconds, dtype=np.float64)
         last_seen = np.full(n, -np.inf)
         np.maximum.at(last_seen, counter_idx, epoch)
         recent = epoch > last_seen[counter_idx] - RECENT_DAYS * 86400.0
-        recent_log_mean = np.bincount(counter_idx[recent], weights=log_counts[recent],
-                                      minlength=n) / \
-            np.maximum(np.bincount(counter_idx[recent], minlength=n), 1)
+        recent_log_mean = np.bincount(counter_idx[recent], weights=log_counts[recent], minlength=n) \
+            / np.maximum(np.bincount(counter_idx[recent], minlength=n), 1)
         days = days_since_zero(epoch)
-        return cls(
-            names=[str(x) for x in unique_names],
-            latitude=latitude[first_row],
-            longitude=longitude[first_row],
-            mean_count=mean_count,
-            profile=profile,
-            recent_log_mean=recent_log_mean,
-            days_range=(float(days.min()), float(days.max())),
-        )
+        return cls(names=[str(x) for x in unique_names], latitude=latitude[first_row],
+                   longitude=longitude[first_row], mean_count=mean_count, profile=profile,
+                   recent_log_mean=recent_log_mean, days_range=(float(days.min()), float(days.max())))
 
     def to_dict(self) -> dict:
         # Full precision, never rounded: tree thresholds can sit exactly on a profile
@@ -212,18 +215,41 @@ class CounterTable:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CounterTable":
+        """The table a card carries; ValueError unless its shapes and values are usable."""
         counters = data["counters"]
         names = list(counters)
-        return cls(
+        table = cls(
             names=names,
             latitude=np.array([counters[n]["latitude"] for n in names], dtype=np.float64),
             longitude=np.array([counters[n]["longitude"] for n in names], dtype=np.float64),
             mean_count=np.array([counters[n]["mean_count"] for n in names], dtype=np.float64),
             profile=np.array([counters[n]["profile"] for n in names], dtype=np.float64),
-            recent_log_mean=np.array([counters[n]["recent_log_mean"] for n in names],
-                                     dtype=np.float64),
+            recent_log_mean=np.array([counters[n]["recent_log_mean"] for n in names], np.float64),
             days_range=(float(data["days_range"][0]), float(data["days_range"][1])),
         )
+        table.validate()
+        return table
+
+    def validate(self) -> None:
+        """Raise ValueError unless every array has the shape build_matrix indexes and
+        only finite values: a (n, 2, 24) profile answered 500 on Sundays only, a NaN
+        table 200 with wrong numbers."""
+        n = len(self.names)
+        if n == 0:
+            raise ValueError("counter table has no counter")
+        expected = {"latitude": (n,), "longitude": (n,), "mean_count": (n,),
+                    "recent_log_mean": (n,), "profile": (n, DAY_TYPES, 24)}
+        for name, shape in expected.items():
+            values = getattr(self, name)
+            if values.shape != shape:
+                raise ValueError(f"counter table {name} has shape {values.shape}, expected {shape}")
+            if not np.isfinite(values).all():
+                bad = self.names[int(np.flatnonzero(~np.isfinite(values).reshape(n, -1).all(1))[0])]
+                raise ValueError(f"counter table {name} is not finite (counter {bad!r})")
+        if (self.mean_count < 0).any():
+            raise ValueError("counter table mean_count has negative values")
+        if (np.abs(self.latitude) > 90).any() or (np.abs(self.longitude) > 180).any():
+            raise ValueError("counter table has coordinates outside the globe")
 
     def neighbour_weights(self, latitude: float, longitude: float) -> np.ndarray:
         """Inverse-distance weights over the nearest known counters, for a counter
@@ -244,35 +270,52 @@ class CounterTable:
         return float(np.hypot(dx, dy).min()) * KM_PER_DEGREE
 
 
-class UnknownCounterError(ValueError):
+class UnknownCounterError(RecordError):
     """A counter the models never saw, given without coordinates."""
 
     def __init__(self, row: int, name: str):
-        super().__init__(f"counter {name!r} is not known and no coordinates were given")
-        self.row = row
+        super().__init__(row, COUNTER, f"counter {name!r} is not known and no coordinates were given",
+                         f"unknown counter {name!r}; add '{COORDINATES}' so it can be predicted "
+                         "from its neighbours")
         self.name = name
 
 
-class OutOfAreaError(ValueError):
+class OutOfAreaError(RecordError):
     """An unknown counter farther than MAX_NEIGHBOUR_KM from every known one."""
 
     def __init__(self, row: int, name: str, km: float):
-        super().__init__(f"counter {name!r} is {km:,.0f} km from the nearest known counter; "
-                         f"the models cover counters within {MAX_NEIGHBOUR_KM:g} km of the "
-                         "ones they were trained on")
-        self.row = row
+        message = (f"counter {name!r} is {km:,.0f} km from the nearest known counter; the models "
+                   f"cover counters within {MAX_NEIGHBOUR_KM:g} km of the ones they were trained on")
+        super().__init__(row, COORDINATES, message, message)
         self.name = name
         self.km = km
+
+
+@dataclass
+class Records:
+    """What the features read from a batch of records, training rows or request records
+    alike: a new request field is added here and in `velocast.schema` only."""
+
+    names: list[str] = field(default_factory=list)
+    epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))   # UTC instants
+    latitude: np.ndarray = field(default_factory=lambda: np.empty(0))        # NaN when absent
+    longitude: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # Things a client should know about its records ({"record", "field", "message"}).
+    warnings: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True)
 class FeatureBatch:
     matrix: np.ndarray                  # float32, (rows, N_FEATURES)
     unknown_counters: tuple[int, ...]   # rows predicted from their coordinates
+    moved_counters: tuple[int, ...]     # known counters given coordinates far from their place
     mean_count: np.ndarray              # each row's counter mean (affluence threshold)
 
 
-def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable) -> FeatureBatch:
+def build_matrix(records: Records, table: CounterTable) -> FeatureBatch:
     """The float32 matrix every model takes.
 
     A known counter uses its training statistics and coordinates; an unknown one
@@ -280,10 +323,10 @@ def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable)
     without coordinates raises UnknownCounterError naming the row, one farther than
     MAX_NEIGHBOUR_KM from every known counter OutOfAreaError.
     """
-    names = list(names)
-    latitude = np.asarray(latitude, dtype=np.float64).reshape(-1)
-    longitude = np.asarray(longitude, dtype=np.float64).reshape(-1)
-    calendar = local_calendar(epoch_seconds)
+    names = list(records.names)
+    latitude = np.asarray(records.latitude, dtype=np.float64).reshape(-1)
+    longitude = np.asarray(records.longitude, dtype=np.float64).reshape(-1)
+    calendar = local_calendar(records.epoch_seconds)
     hour, day_type = calendar.hour, calendar.day_type
 
     index_by_name: dict[str, int | None] = {}
@@ -301,6 +344,13 @@ def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable)
     log_mean[known] = table.log_mean[known_index]
     recent[known] = table.recent_log_mean[known_index]
     profile[known] = table.profile[known_index, day_type[known], hour[known]]
+    lat_out, lon_out = latitude.copy(), longitude.copy()
+    lat_out[known] = table.latitude[known_index]
+    lon_out[known] = table.longitude[known_index]
+    with np.errstate(invalid="ignore"):
+        offset_km = KM_PER_DEGREE * np.hypot(
+            latitude - lat_out, (longitude - lon_out) * np.cos(np.radians(lat_out)))
+    moved = np.flatnonzero(known & (offset_km > MAX_KNOWN_OFFSET_KM))
 
     unknown = np.flatnonzero(~known)
     borrowed: dict[tuple[float, float], np.ndarray] = {}
@@ -338,10 +388,9 @@ def build_matrix(names, epoch_seconds, latitude, longitude, table: CounterTable)
         log_mean,
         profile,
         profile - log_mean,
-        # Clipped: a tree sees the same thing beyond its last split, but the nn would
-        # extrapolate a date years away linearly.
-        np.clip(days_since_zero(epoch_seconds), *table.days_range),
+        # Clipped: the nn would extrapolate a date years away linearly.
+        np.clip(days_since_zero(records.epoch_seconds), *table.days_range),
         recent,
     ]).astype(np.float32)
     return FeatureBatch(matrix=matrix, unknown_counters=tuple(unknown.tolist()),
-                        mean_count=np.expm1(log_mean))
+                        moved_counters=tuple(moved.tolist()), mean_count=np.expm1(log_mean))

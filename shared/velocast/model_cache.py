@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import intervals, registry
+from velocast import intervals, model_checks, registry, tasks
+from velocast.errors import NoModelAvailable, UnknownModelChoice
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
 
@@ -31,22 +32,6 @@ RETRY_AFTER_FAILURE_SECONDS = 2.0
 # 503 within seconds instead of after GCSStore's default minute of retries.
 STORE_TIMEOUT_SECONDS = (3.0, 10.0)   # connect, read
 STORE_RETRY_DEADLINE_SECONDS = 4.0
-
-
-class NoModelAvailable(Exception):
-    """Nothing can be served yet (nothing published, or the store is unreachable)."""
-
-    def __init__(self, message: str, retry_after: int = 30):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class UnknownModelChoice(ValueError):
-    """A model type or metric the registry cannot satisfy; a client error."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
 
 
 @dataclass
@@ -67,7 +52,8 @@ class LoadedModel:
         return {"task": e.task, "type": e.model_type, "version": e.version,
                 "metric": metric, "metric_value": e.metrics.get(metric),
                 "metrics": e.metrics, "trained_from": e.trained_from,
-                "trained_to": e.trained_to, "feature_spec_version": e.feature_spec_version}
+                "trained_to": e.trained_to, "published_at": e.published_at,
+                "feature_spec_version": e.feature_spec_version}
 
 
 class ModelCache:
@@ -135,39 +121,18 @@ class ModelCache:
                 self._failed_at = time.monotonic()
         return entries
 
-    # -- choosing and loading -------------------------------------------------------
-    def _candidates(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
-        """Entries for (type, metric), best first."""
-        pool = [e for e in entries if metric in e.metrics
-                and (model_type is None or e.model_type == model_type)]
-        ordered = []
-        while pool:
-            best = registry.best(pool, self.task, metric)
-            ordered.append(best)
-            pool = [e for e in pool if e.version != best.version]
-        return ordered
-
+    # -- loading ----------------------------------------------------------------------
     def _load(self, entry: registry.Entry) -> LoadedModel:
         import onnxruntime as ort  # noqa: PLC0415  (import cost paid once, at first load)
 
-        if entry.feature_spec_version != FEATURE_SPEC_VERSION:
-            raise ValueError(f"feature spec {entry.feature_spec_version} != this code's "
-                             f"{FEATURE_SPEC_VERSION}")
-        card = registry.read_card(self.store, entry)
-        # read_model_bytes checks the bytes against the entry's sha256; the card must agree.
-        model_bytes = registry.read_model_bytes(self.store, entry)
-        if card.get("sha256", entry.sha256) != entry.sha256:
-            raise ValueError(f"card sha256 {card.get('sha256')} does not match the registry's "
-                             f"{entry.sha256}")
-        if card.get("feature_spec_version") != FEATURE_SPEC_VERSION:
-            raise ValueError(f"card feature spec {card.get('feature_spec_version')} != "
-                             f"{FEATURE_SPEC_VERSION}")
+        card, model_bytes = registry.read_verified(self.store, entry, FEATURE_SPEC_VERSION)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads_per_session
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(model_bytes, sess_options=options,
                                        providers=["CPUExecutionProvider"])
         table = CounterTable.from_dict(card["counter_table"])
+        model_checks.check(self.task, session, table)   # raises: refused, last good kept
         return LoadedModel(entry, table, session, session.get_inputs()[0].name,
                            interval=intervals.from_card(card))
 
@@ -218,11 +183,12 @@ class ModelCache:
         return None
 
     def get(self, model_type: str | None = None, metric: str | None = None) -> LoadedModel:
-        metric = metric or registry.DEFAULT_METRIC[self.task]
-        if metric not in registry.METRIC_DIRECTIONS or \
-                metric not in registry.TASK_METRICS[self.task]:
-            raise UnknownModelChoice("metric", f"unknown metric {metric!r}; choose from "
-                                     f"{', '.join(registry.TASK_METRICS[self.task])}")
+        task = tasks.get(self.task)
+        metric = metric or task.default_metric
+        if metric not in task.metrics:
+            raise UnknownModelChoice("metric", f"unknown metric {metric!r} for {self.task}; "
+                                     f"choose from {', '.join(task.metrics)}")
+        model_type = task.model_type(model_type)
         key = (model_type, metric)
         self._maybe_refresh_in_background()
         with self._lock:
@@ -236,7 +202,7 @@ class ModelCache:
             types = sorted({e.model_type for e in entries})
             raise UnknownModelChoice("model_type", f"no published {self.task} model of type "
                                      f"{model_type!r}; published: {', '.join(types)}")
-        model = self._first_good(self._candidates(entries, model_type, metric))
+        model = self._first_good(registry.ranked(entries, self.task, metric, model_type))
         if model is None:
             raise NoModelAvailable(f"no loadable {self.task} model for type "
                                    f"{model_type or 'any'} and metric {metric}")
@@ -248,7 +214,8 @@ class ModelCache:
     def refresh(self) -> dict:
         """Re-read the registry and move every served (type, metric) to its best
         loadable model; a model that fails to load leaves the previous one in place."""
-        before = {k: m.entry.version for k, m in self._serving.items()}
+        with self._lock:
+            before = {k: m.entry.version for k, m in self._serving.items()}
         try:
             entries = self._list()
         except StoreError as exc:
@@ -257,22 +224,23 @@ class ModelCache:
                 self._listed_at = time.monotonic()  # keep serving; try again next period
             log.error("registry refresh failed, keeping current models: %s", exc)
             return {"refreshed": False, "error": str(exc), "models": self.serving()}
-        keys = set(before) or {(None, registry.DEFAULT_METRIC[self.task])}
-        for key in keys:
-            model = self._first_good(self._candidates(entries, *key))
+        keys = set(before) or {(None, tasks.get(self.task).default_metric)}
+        for model_type, metric in keys:
+            model = self._first_good(registry.ranked(entries, self.task, metric, model_type))
             if model is not None:
                 with self._lock:
-                    self._serving[key] = model
+                    self._serving[(model_type, metric)] = model
         with self._lock:
             in_use = {m.entry.version for m in self._serving.values()}
             for version in list(self._loaded):
                 if version not in in_use:
                     del self._loaded[version]  # frees the session's memory
-        changed = [{"model_type": k[0], "metric": k[1], "from": before.get(k),
-                    "to": self._serving[k].entry.version}
-                   for k in self._serving if before.get(k) != self._serving[k].entry.version]
+            after = {k: m.entry.version for k, m in self._serving.items()}
+            refused = dict(self._bad_versions)
+        changed = [{"model_type": k[0], "metric": k[1], "from": before.get(k), "to": version}
+                   for k, version in after.items() if before.get(k) != version]
         return {"refreshed": True, "changed": changed, "models": self.serving(),
-                "refused": dict(self._bad_versions)}
+                "refused": refused}
 
     def _maybe_refresh_in_background(self) -> None:
         with self._lock:
@@ -306,7 +274,8 @@ class ModelCache:
                 self.get()
             except (NoModelAvailable, UnknownModelChoice) as exc:
                 error = str(exc)
+        with self._lock:
+            refused, last_error = dict(self._bad_versions), self._last_error
         return {"task": self.task, "store": self.store_uri,
                 "feature_spec_version": FEATURE_SPEC_VERSION,
-                "models": self.serving(), "error": error or self._last_error,
-                "refused": dict(self._bad_versions)}
+                "models": self.serving(), "error": error or last_error, "refused": refused}

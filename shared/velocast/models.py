@@ -15,14 +15,12 @@ import json
 import logging
 import sys
 
+from . import tasks
 from .registry import DEFAULT_METRIC, TASKS, best, list_entries
 from .store import StoreError, open_store
 
 # Shown first, in this order, when present; other metrics follow alphabetically.
-KEY_METRICS = {
-    "regress": ["rmse_log", "rmse", "mae", "r2"],
-    "classify": ["f1_score", "accuracy", "precision", "recall", "roc_auc"],
-}
+KEY_METRICS = {task.name: list(task.metrics) for task in tasks.TASKS.values()}
 
 
 def _fmt_metric(v) -> str:

@@ -27,43 +27,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from . import tasks
 from .store import AlreadyExists, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "METRIC_DIRECTIONS",
-    "DEFAULT_METRIC",
-    "TASKS",
-    "TASK_METRICS",
-    "Entry",
-    "IntegrityError",
-    "new_version",
-    "publish",
-    "list_entries",
-    "best",
-    "read_card",
-    "read_model_bytes",
+    "METRIC_DIRECTIONS", "DEFAULT_METRIC", "TASKS", "TASK_METRICS", "Entry", "IntegrityError",
+    "new_version", "publish", "list_entries", "best", "ranked", "read_card", "read_model_bytes",
+    "read_verified",
 ]
 
-METRIC_DIRECTIONS: dict[str, str] = {
-    "rmse": "min",
-    "rmse_log": "min",
-    "mae": "min",
-    "r2": "max",
-    "f1_score": "max",
-    "accuracy": "max",
-    "precision": "max",
-    "recall": "max",
-    "roc_auc": "max",
-}
-DEFAULT_METRIC: dict[str, str] = {"regress": "rmse_log", "classify": "f1_score"}
-TASKS = tuple(DEFAULT_METRIC)
-# Which metrics a request may select models by, per task.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "regress": ("rmse_log", "rmse", "mae", "r2"),
-    "classify": ("f1_score", "accuracy", "precision", "recall", "roc_auc"),
-}
+# Derived from velocast.tasks, the one description of each task.
+METRIC_DIRECTIONS: dict[str, str] = tasks.METRIC_DIRECTIONS
+DEFAULT_METRIC: dict[str, str] = {t.name: t.default_metric for t in tasks.TASKS.values()}
+TASKS = tasks.TASK_NAMES
+TASK_METRICS: dict[str, tuple[str, ...]] = {t.name: t.metrics for t in tasks.TASKS.values()}
 
 # Card keys the trainer must provide; publish adds the rest.
 REQUIRED_CARD_KEYS = ("task", "model_type", "metrics", "feature_spec_version", "trained_from", "trained_to")
@@ -90,6 +69,9 @@ class Entry:
     trained_from: str
     trained_to: str
     published_at: str
+    # The card's bytes' sha256. Older entries lack it and still serve (their stores must
+    # keep working), with a warning at load; their card still passes velocast.model_checks.
+    card_sha256: str = ""
 
     # metrics is a dict, so the generated hash would fail; identity is enough.
     def __hash__(self) -> int:
@@ -102,6 +84,8 @@ class Entry:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["metrics"] = dict(self.metrics)
+        if not d["card_sha256"]:
+            del d["card_sha256"]
         return d
 
     @classmethod
@@ -113,11 +97,14 @@ class Entry:
         """
         if not isinstance(d, dict):
             raise ValueError(f"entry must be a JSON object, got {type(d).__name__}")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        missing = [f.name for f in required if f.name not in d]
         if missing:
             raise ValueError(f"entry lacks {', '.join(missing)}")
         kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
             v = d[f.name]
             if f.name == "metrics":
                 v = _clean_metrics(v)
@@ -129,8 +116,9 @@ class Entry:
             kw[f.name] = v
         if not _SEGMENT_RE.match(kw["model_type"]) or not _SEGMENT_RE.match(kw["version"]):
             raise ValueError("model_type and version must be simple names")
-        if not re.fullmatch(r"[0-9a-f]{64}", kw["sha256"]):
-            raise ValueError(f"sha256 must be 64 lowercase hex digits, got {kw['sha256']!r}")
+        for key in ("sha256", "card_sha256"):
+            if key in kw and not re.fullmatch(r"[0-9a-f]{64}", kw[key]):
+                raise ValueError(f"{key} must be 64 lowercase hex digits, got {kw[key]!r}")
         return cls(**kw)
 
 
@@ -267,9 +255,12 @@ def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
         trained_to=trained_to,
         published_at=published_at,
     )
-    # The card repeats the entry's fields so that it stands alone when read by hand.
-    card_bytes = _dumps({**card, **entry.to_dict()}, "card")
+    # The card repeats the entry's fields so that it stands alone when read by hand; the
+    # entry then pins the card's bytes (counter table included) by their hash.
+    card_fields = {k: v for k, v in card.items() if k != "card_sha256"}
+    card_bytes = _dumps({**card_fields, **entry.to_dict()}, "card")
     store.write_once(card_path, card_bytes, "application/json")
+    entry = dataclasses.replace(entry, card_sha256=hashlib.sha256(card_bytes).hexdigest())
     store.write_once(entry.registry_path, _dumps(entry.to_dict(), "entry"), "application/json")
     log.info("published %s/%s %s to %s", task, model_type, version, getattr(store, "uri", store))
     return entry
@@ -340,8 +331,8 @@ def best(entries: Iterable[Entry], task: str, metric: str | None = None,
     return max(candidates, key=lambda e: (sign * e.metrics[metric], e.version))
 
 
-def read_card(store: Store, entry: Entry) -> dict:
-    raw = store.read(entry.card_path)
+def read_card(store: Store, entry: Entry, raw: bytes | None = None) -> dict:
+    raw = store.read(entry.card_path) if raw is None else raw
     try:
         card = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -360,3 +351,50 @@ def read_model_bytes(store: Store, entry: Entry) -> bytes:
     if digest != entry.sha256:
         raise IntegrityError(f"{entry.onnx_path}: sha256 {digest}, entry says {entry.sha256}")
     return data
+
+
+def ranked(entries: Iterable[Entry], task: str, metric: str,
+           model_type: str | None = None) -> list[Entry]:
+    """Entries of ``task`` (and ``model_type``) that carry ``metric``, best first: the
+    order in which a function tries to load them."""
+    pool = [e for e in entries if e.task == task and metric in e.metrics
+            and (model_type is None or e.model_type == model_type)]
+    ordered = []
+    while pool:
+        top = best(pool, task, metric)
+        if top is None:
+            break
+        ordered.append(top)
+        pool = [e for e in pool if e.version != top.version]
+    return ordered
+
+
+def read_verified(store: Store, entry: Entry, feature_spec_version: str) -> tuple[dict, bytes]:
+    """The card and ONNX bytes of ``entry``, or IntegrityError: paths other than the
+    ones its version implies, a card or bytes that do not match the entry's hashes, a
+    card that disagrees with its entry, or a feature spec other than the serving code's."""
+    if entry.feature_spec_version != feature_spec_version:
+        raise IntegrityError(f"feature spec {entry.feature_spec_version} != this code's "
+                             f"{feature_spec_version}")
+    base = f"models/{entry.task}/{entry.model_type}/{entry.version}"
+    if (entry.onnx_path, entry.card_path) != (f"{base}/model.onnx", f"{base}/card.json"):
+        # Otherwise an entry could serve another model type's or version's files.
+        raise IntegrityError(f"entry paths {entry.onnx_path}, {entry.card_path} are not "
+                             f"its version's {base}/model.onnx and card.json")
+    raw_card = store.read(entry.card_path)
+    if entry.card_sha256:
+        digest = hashlib.sha256(raw_card).hexdigest()
+        if digest != entry.card_sha256:
+            raise IntegrityError(f"{entry.card_path}: card sha256 {digest}, entry says "
+                                 f"{entry.card_sha256}")
+    else:
+        log.warning("%s has no card_sha256 (published before cards were hashed)", entry.registry_path)
+    card = read_card(store, entry, raw_card)
+    model_bytes = read_model_bytes(store, entry)
+    if card.get("sha256") != entry.sha256:   # a card without sha256 is refused too
+        raise IntegrityError(f"card sha256 {card.get('sha256')} does not match the registry's "
+                             f"{entry.sha256}")
+    if card.get("feature_spec_version") != feature_spec_version:
+        raise IntegrityError(f"card feature spec {card.get('feature_spec_version')} != "
+                             f"{feature_spec_version}")
+    return card, model_bytes

@@ -1,5 +1,5 @@
 """Request records: the old system's snake_case keys and the export's French headers,
-validated into the arrays `velocast.features.build_matrix` takes.
+validated into the `velocast.features.Records` that `build_matrix` takes.
 
 Every problem names its record, its field and why, so a client can fix its batch.
 """
@@ -11,32 +11,19 @@ import functools
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from velocast.features import PARIS
+from velocast.errors import ApiError
+from velocast.features import COORDINATES, COUNTER, DATE, PARIS, Records
 
-COUNTER = "nom_du_compteur"
-DATE = "date_et_heure_de_comptage"
-COORDINATES = "coordonnees_geographiques"
 MAX_NAME_LENGTH = 200
 MAX_FIELD_LENGTH = 200
 # The service predicts traffic, not history or the far future; this also keeps
 # datetime arithmetic away from its limits.
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
 MAX_ERRORS_REPORTED = 50
-
-
-class RequestError(Exception):
-    """A client error with its HTTP status, a stable code and per-field details."""
-
-    def __init__(self, status: int, code: str, message: str, details: list | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
 
 
 @dataclass(frozen=True)
@@ -47,17 +34,6 @@ class FieldError:
 
     def to_dict(self) -> dict:
         return {"record": self.record, "field": self.field, "reason": self.reason}
-
-
-@dataclass
-class ParsedRecords:
-    names: list[str] = field(default_factory=list)
-    epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))
-    latitude: np.ndarray = field(default_factory=lambda: np.empty(0))
-    longitude: np.ndarray = field(default_factory=lambda: np.empty(0))
-
-    def __len__(self) -> int:
-        return len(self.names)
 
 
 def _normalize_key(key: str) -> str:
@@ -81,14 +57,25 @@ def normalize_key(key: str) -> str:
     return _normalize_key(key)
 
 
-def parse_timestamp(value) -> float:
-    """UTC epoch seconds of an ISO 8601 timestamp. One without an offset is read as
-    Paris local time, which is what the export and the old clients mean."""
+# ASCII only: fromisoformat and float() also take other scripts' digits, '_' and a
+# trailing NUL, which no client means.
+_TIMESTAMP_CHARS = re.compile(r"[0-9:.,+\- TtZz]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_timestamp(value) -> tuple[float, str | None]:
+    """UTC epoch seconds of an ISO 8601 timestamp, and a note when a local time was
+    ambiguous. One without an offset is read as Paris local time, which is what the
+    export and the old clients mean; a local time that does not exist (the spring DST
+    gap) is an error."""
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
     text = value.strip()
     if not text or len(text) > 40:
         raise ValueError("expected an ISO 8601 timestamp such as 2025-05-17 18:00:00+02:00")
+    if not _TIMESTAMP_CHARS.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} holds characters an ISO 8601 timestamp does not "
+                         "(e.g. 2025-05-17 18:00:00+02:00)")
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -96,9 +83,17 @@ def parse_timestamp(value) -> float:
                          "(e.g. 2025-05-17 18:00:00+02:00)") from None
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         raise ValueError(f"year {moment.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=PARIS)
-    return moment.timestamp()
+    if moment.tzinfo is not None:
+        return moment.timestamp(), None
+    first, second = moment.replace(tzinfo=PARIS, fold=0), moment.replace(tzinfo=PARIS, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first.timestamp(), None
+    if first.astimezone(dt.timezone.utc).astimezone(PARIS).replace(tzinfo=None) != moment:
+        raise ValueError(f"{text} does not exist in Paris (the clocks skip that hour); "
+                         "give the UTC offset")
+    return first.timestamp(), (f"{text} happens twice in Paris (the clocks go back); read "
+                               f"as {first.isoformat()}, the first one: give the UTC offset "
+                               "to choose")
 
 
 def _coordinate(value) -> float:
@@ -106,7 +101,7 @@ def _coordinate(value) -> float:
         raise ValueError("a coordinate must be a number")
     if isinstance(value, (int, float)):
         number = float(value)
-    elif isinstance(value, str) and len(value) <= 40:
+    elif isinstance(value, str) and len(value) <= 40 and _DECIMAL.fullmatch(value.strip()):
         number = float(value)
     else:
         raise ValueError("a coordinate must be a number")
@@ -139,16 +134,28 @@ def parse_coordinates(value) -> tuple[float, float]:
     return lat, lon
 
 
-def parse_records(records) -> ParsedRecords:
-    """Validate a list of request records; raises RequestError (422) listing every bad
+def _conflicts(index: int, record: dict) -> list[FieldError]:
+    seen: dict[str, object] = {}
+    out = []
+    for key, value in record.items():
+        name = normalize_key(key)
+        if name in seen and seen[name] != value and name in (COUNTER, DATE, COORDINATES):
+            out.append(FieldError(index, name, "given twice (snake_case and export header) "
+                                               "with different values"))
+        seen[name] = value
+    return out
+
+
+def parse_records(records) -> Records:
+    """Validate a list of request records; raises ApiError (422) listing every bad
     field, so one round trip shows the client all of its mistakes."""
     if not isinstance(records, list):
-        raise RequestError(422, "invalid_request", "'records' must be a list of objects",
-                           [{"field": "records", "reason": f"got {type(records).__name__}"}])
+        raise ApiError(422, "invalid_request", "'records' must be a list of objects",
+                       [{"field": "records", "reason": f"got {type(records).__name__}"}])
     if not records:
-        raise RequestError(422, "invalid_request", "'records' is empty",
-                           [{"field": "records", "reason": "send at least one record"}])
-    parsed = ParsedRecords()
+        raise ApiError(422, "invalid_request", "'records' is empty",
+                       [{"field": "records", "reason": "send at least one record"}])
+    parsed = Records()
     epochs, lats, lons = [], [], []
     errors: list[FieldError] = []
     for index, record in enumerate(records):
@@ -156,6 +163,8 @@ def parse_records(records) -> ParsedRecords:
             errors.append(FieldError(index, "", f"expected an object, got {type(record).__name__}"))
             continue
         fields = {normalize_key(k): v for k, v in record.items() if isinstance(k, str)}
+        if len(fields) < len(record):  # two keys name one field: fine if they agree
+            errors.extend(_conflicts(index, record))
         name = fields.get(COUNTER)
         if not isinstance(name, str) or not name.strip():
             errors.append(FieldError(index, COUNTER, "required: the counter's name as a non-empty string"))
@@ -166,10 +175,12 @@ def parse_records(records) -> ParsedRecords:
             epoch = math.nan
         else:
             try:
-                epoch = parse_timestamp(fields[DATE])
+                epoch, note = parse_timestamp(fields[DATE])
             except ValueError as exc:
                 errors.append(FieldError(index, DATE, str(exc)))
-                epoch = math.nan
+                epoch, note = math.nan, None
+            if note:
+                parsed.warnings.append({"record": index, "field": DATE, "message": note})
         lat = lon = math.nan
         if fields.get(COORDINATES) not in (None, ""):
             try:
@@ -184,7 +195,7 @@ def parse_records(records) -> ParsedRecords:
         shown = errors[:MAX_ERRORS_REPORTED]
         more = f" (first {len(shown)} shown)" if len(errors) > len(shown) else ""
         first = shown[0]
-        raise RequestError(
+        raise ApiError(
             422, "invalid_records",
             f"{len(errors)} invalid field(s){more}; first: record {first.record}, "
             f"field {first.field or '(record)'}: {first.reason}",

@@ -2,32 +2,46 @@
 line per request. A function's main.py only says how its model's outputs become a
 response.
 
-Routes: POST / and /predict, GET /health, GET /models, POST /refresh (alias
-/refresh_model). Every error is {"error": {"code", "message", "details"}}.
+Routes: POST / and /predict, GET /health, GET /models, POST /refresh (aliases
+/refresh_model and the old front's /refresh_models), GET /docs and /openapi.json.
+Every error is {"error": {"code", "message", "details"}}.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
-import math
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 
-from velocast import logs, registry
-from velocast.features import OutOfAreaError, UnknownCounterError, build_matrix
-from velocast.model_cache import LoadedModel, ModelCache, NoModelAvailable, UnknownModelChoice
-from velocast.schema import COORDINATES, COUNTER, RequestError, parse_records
+from velocast import api_docs, logs, registry, tasks
+from velocast import body as request_body
+from velocast.errors import ApiError
+from velocast.features import COORDINATES, COUNTER, build_matrix
+from velocast.model_cache import ModelCache
+from velocast.schema import parse_records
 
 log = logging.getLogger("velocast.service")
+MAX_WARNINGS = 100
 
 PREDICT_ROUTES = ("/", "/predict")
-REFRESH_ROUTES = ("/refresh", "/refresh_model")
+REFRESH_ROUTES = ("/refresh", "/refresh_model", "/refresh_models")
+# Keyless documents: the old front's "ping" button expects 200 from GET /docs.
+DOCUMENTS = {"/docs": ("text/html; charset=utf-8", api_docs.page),
+             "/openapi.json": ("application/json; charset=utf-8", api_docs.spec_bytes)}
 ROUTES = {**{r: "POST" for r in PREDICT_ROUTES + REFRESH_ROUTES},
-          "/health": "GET", "/models": "GET"}
+          "/health": "GET", "/models": "GET", **{r: "GET" for r in DOCUMENTS}}
+
+
+@dataclass(frozen=True)
+class Document:
+    """A non-JSON answer (HTML, the spec), passed through as bytes."""
+
+    content: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class Settings:
     max_body_bytes: int
     project: str | None
     onnx_threads: int
+    body_timeout_seconds: float
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Settings":
@@ -58,32 +73,23 @@ class Settings:
             max_body_bytes=number("MAX_BODY_BYTES", 10 * 1024 * 1024, int, 1),
             project=environ.get("GCP_PROJECT") or environ.get("GOOGLE_CLOUD_PROJECT"),
             onnx_threads=number("ONNX_THREADS", 1, int, 1),
+            body_timeout_seconds=number("BODY_TIMEOUT_SECONDS", 10.0, float),
         )
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str, details=None, headers=None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.details = details or []
-        self.headers = headers or {}
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# What a function provides: the model's raw outputs and its batch -> response fields.
-Shaper = Callable[[LoadedModel, list, object], dict]
+def _missing_value(name: str) -> None:
+    # json.dumps writes empty pandas cells as the bare tokens NaN/Infinity: clients of the
+    # old system send them, so they read as missing values (null), never as numbers.
+    return None
 
 
 class Service:
     """One per function instance, created at import; creates nothing expensive until
     the first request needs it."""
 
-    def __init__(self, task: str, shape_response: Shaper, environ=os.environ):
+    def __init__(self, task: str, environ=os.environ):
         self.task = task
-        self.shape_response = shape_response
+        self.description = tasks.get(task)
         self.environ = environ
         self._lock = threading.Lock()
         self._cache: ModelCache | None = None
@@ -128,10 +134,8 @@ class Service:
             status, body, headers, error_code = 200, None, {}, None
             try:
                 body, records = self._route(request)
-            except HttpError as exc:
-                status, headers, error_code = exc.status, exc.headers, exc.code
-                body = {"error": {"code": exc.code, "message": exc.message,
-                                  "details": exc.details}}
+            except ApiError as exc:
+                status, headers, error_code, body = exc.status, exc.headers, exc.code, exc.body()
             except Exception:  # noqa: BLE001  (a 5xx is a bug: log it whole, answer JSON)
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 status, error_code = 500, "internal"
@@ -141,10 +145,17 @@ class Service:
             if status == 200 and (request.path.rstrip("/") or "/") == "/health" \
                     and not body["models"]:
                 status, headers, error_code = 503, {"Retry-After": "5"}, "no_model"
-            payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
+            if isinstance(body, Document):
+                payload, headers = body.content, {"Content-Type": body.content_type}
+            else:
+                payload = json.dumps(body, ensure_ascii=False, allow_nan=False)
+                headers = {"Content-Type": "application/json; charset=utf-8", **headers}
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
-            return payload, status, {"Content-Type": "application/json; charset=utf-8", **headers}
+            if _body_left_unread(request):
+                request_body.cut_unread(request, self._settings.body_timeout_seconds)
+                return _answer_unread(payload, status, headers)
+            return payload, status, headers
         finally:
             if token is not None:
                 logs.current_trace.reset(token)
@@ -174,64 +185,72 @@ class Service:
         path = request.path.rstrip("/") or "/"
         method = ROUTES.get(path)
         if method is None:
-            raise HttpError(404, "not_found", f"no route {path}; routes: {', '.join(ROUTES)}")
-        if request.method != method:
-            raise HttpError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}",
-                            headers={"Allow": method})
+            raise ApiError(404, "not_found", f"no route {path}; routes: {', '.join(ROUTES)}")
+        # HEAD works where GET does (werkzeug sends the headers without the body).
+        if request.method != method and not (request.method == "HEAD" and method == "GET"):
+            raise ApiError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}",
+                           headers={"Allow": "GET, HEAD" if method == "GET" else method})
+        if path in DOCUMENTS:
+            content_type, content = DOCUMENTS[path]
+            return Document(content(), content_type), 0
         if path == "/health":
             return self._health(), 0
         if path == "/models":
-            self._check(self._keys.check_client, request)
+            self._keys.check_client(request.headers)
             return self._models(), 0
         if path in REFRESH_ROUTES:
-            self._check(self._keys.check_admin, request)
+            self._keys.check_admin(request.headers)
             return self.cache.refresh(), 0
-        self._check(self._keys.check_client, request)
+        self._keys.check_client(request.headers)
         return self._predict(request)
 
-    @staticmethod
-    def _check(check, request) -> None:
-        from velocast.auth import AuthError  # noqa: PLC0415
-
-        try:
-            check(request.headers)
-        except AuthError as exc:
-            raise HttpError(exc.status, exc.code, exc.message, headers=exc.headers) from None
-
     def _health(self) -> dict:
+        """Keyless, so it says only whether the task is ready and which versions serve
+        (with their age); the store, errors, refusals and metrics are in /models."""
         health = self.cache.health()
-        health["status"] = "ok" if health["models"] else "unavailable"
-        return health
+        now = time.time()
+        served = [{"model_type": m["model_type"], "metric": m["metric"], "type": m["type"],
+                   "version": m["version"], "age_days": _age_days(m.get("published_at"), now)}
+                  for m in health["models"]]
+        return {"task": self.task, "status": "ok" if served else "unavailable", "models": served}
 
     def _models(self) -> dict:
-        try:
-            entries = self.cache.entries()
-        except NoModelAvailable as exc:
-            raise HttpError(503, "unavailable", str(exc),
-                            headers={"Retry-After": str(exc.retry_after)}) from None
+        health = self.cache.health()
+        entries = self.cache.entries()
         default = registry.best(entries, self.task)
         return {"task": self.task, "default": default.to_dict() if default else None,
-                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)]}
+                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
+                "serving": health["models"], "store": health["store"],
+                "feature_spec_version": health["feature_spec_version"],
+                "error": health["error"], "refused": health["refused"]}
 
     def _read_json(self, request) -> dict:
         content_type = (request.mimetype or "").lower()
         if content_type != "application/json" and not content_type.endswith("+json"):
-            raise HttpError(415, "unsupported_media_type",
+            raise ApiError(415, "unsupported_media_type",
                             f"send Content-Type: application/json, not {content_type or 'nothing'}")
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise HttpError(413, "payload_too_large",
-                            f"body is {request.content_length:,} bytes; the limit is {limit:,}")
-        raw = request.stream.read(limit + 1)
+            # Answered before a byte of the body is read, and the connection closed.
+            raise ApiError(413, "payload_too_large",
+                           f"body is {request.content_length:,} bytes; the limit is {limit:,}")
+        raw, expired = request_body.read(request, limit, self.settings.body_timeout_seconds)
+        if expired:
+            raise ApiError(408, "request_timeout", "the body did not arrive within "
+                           f"{self.settings.body_timeout_seconds:g} s")
         if len(raw) > limit:
-            raise HttpError(413, "payload_too_large", f"body exceeds {limit:,} bytes")
+            raise ApiError(413, "payload_too_large", f"body exceeds {limit:,} bytes")
+        request.environ["velocast.body_read"] = True
+        too_complex = request_body.structure_error(raw, self.settings.max_records)
+        if too_complex:
+            raise ApiError(413, "payload_too_large", too_complex)
         try:
-            body = json.loads(raw, parse_constant=_reject_constant)
+            body = json.loads(raw, parse_constant=_missing_value)
         except (ValueError, RecursionError) as exc:
             # ValueError covers UnicodeDecodeError and JSONDecodeError.
-            raise HttpError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+            raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
-            raise HttpError(422, "invalid_request",
+            raise ApiError(422, "invalid_request",
                             "body must be a JSON object with a 'records' list",
                             [{"field": "(body)", "reason": f"got {type(body).__name__}"}])
         return body
@@ -240,57 +259,62 @@ class Service:
         body = self._read_json(request)
         records = body.get("records")
         if isinstance(records, list) and len(records) > self.settings.max_records:
-            raise HttpError(413, "too_many_records",
+            raise ApiError(413, "too_many_records",
                             f"{len(records):,} records; the limit is {self.settings.max_records:,} "
                             "per request")
         options = {}
         for name in ("model_type", "metric"):
             value = body.get(name)
             if value is not None and (not isinstance(value, str) or not value or len(value) > 64):
-                raise HttpError(422, "invalid_request", f"'{name}' must be a short string",
+                raise ApiError(422, "invalid_request", f"'{name}' must be a short string",
                                 [{"field": name, "reason": "expected a string such as "
                                   + ("'gbdt'" if name == "model_type" else "'r2'")}])
             options[name] = value
-        try:
-            parsed = parse_records(records)
-        except RequestError as exc:
-            raise HttpError(exc.status, exc.code, exc.message, exc.details) from None
-        try:
-            model = self.cache.get(options["model_type"], options["metric"])
-        except UnknownModelChoice as exc:
-            raise HttpError(422, "invalid_request", str(exc),
-                            [{"field": exc.field, "reason": str(exc)}]) from None
-        except NoModelAvailable as exc:
-            raise HttpError(503, "no_model", str(exc),
-                            headers={"Retry-After": str(exc.retry_after)}) from None
-        try:
-            batch = build_matrix(parsed.names, parsed.epoch_seconds, parsed.latitude,
-                                 parsed.longitude, model.table)
-        except UnknownCounterError as exc:
-            raise HttpError(422, "invalid_records", f"record {exc.row}: {exc}",
-                            [{"record": exc.row, "field": COUNTER,
-                              "reason": f"unknown counter {exc.name!r}; add '{COORDINATES}' "
-                                        "so it can be predicted from its neighbours"}]) from None
-        except OutOfAreaError as exc:
-            raise HttpError(422, "invalid_records", f"record {exc.row}: {exc}",
-                            [{"record": exc.row, "field": COORDINATES,
-                              "reason": str(exc)}]) from None
+        parsed = parse_records(records)
+        model = self.cache.get(options["model_type"], options["metric"])
+        batch = build_matrix(parsed, model.table)
         outputs = model.run(batch.matrix)
-        response = self.shape_response(model, outputs, batch)
-        metric = options["metric"] or registry.DEFAULT_METRIC[self.task]
+        response = self.description.response(outputs, model)
+        metric = options["metric"] or self.description.default_metric
         response["model"] = model.describe(metric)
-        if batch.unknown_counters:
-            response["warnings"] = [
-                {"record": row, "field": COUNTER,
-                 "message": f"counter {parsed.names[row]!r} was not seen in training; "
-                            "predicted from the nearest known counters"}
-                for row in batch.unknown_counters[:100]]
+        warnings = parsed.warnings + [
+            {"record": row, "field": COUNTER,
+             "message": f"counter {parsed.names[row]!r} was not seen in training; "
+                        "predicted from the nearest known counters"}
+            for row in batch.unknown_counters] + [
+            {"record": row, "field": COORDINATES,
+             "message": f"counter {parsed.names[row]!r} is known elsewhere; predicted at its "
+                        "known place, not at the coordinates given"}
+            for row in batch.moved_counters]
+        if warnings:
+            response["warnings"] = sorted(warnings, key=lambda w: w["record"])[:MAX_WARNINGS]
         return response, len(parsed)
 
 
-def finite(values) -> list[float]:
-    """JSON has no NaN: a non-finite model output is a bug, surfaced as such."""
-    out = [float(v) for v in values]
-    if not all(math.isfinite(v) for v in out):
-        raise ValueError("model produced a non-finite output")
-    return out
+def _body_left_unread(request) -> bool:
+    if request.environ.get("velocast.body_read"):
+        return False
+    return bool(request.content_length) or "chunked" in \
+        request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _answer_unread(payload, status: int, headers: dict):
+    """A body this function did not read (refused early, or stalled) must not be read
+    afterwards: functions-framework's after-request hook reads whatever is left, which
+    made a 413 wait for a 300 MB body and a declared 10 GB one wait forever. The hook
+    skips streamed responses."""
+    import flask  # noqa: PLC0415  (bundled with functions-framework)
+
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    return flask.Response(iter([data]), status=status,
+                          headers={**headers, "Content-Length": str(len(data))})
+
+
+def _age_days(published_at: str | None, now: float) -> float | None:
+    if not published_at:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(published_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round((now - moment.timestamp()) / 86400, 2)

@@ -12,7 +12,9 @@ from velocast.train.data import DataFormatError, load_counts
 from velocast.train.pipeline import MODELS, say, summary_table, train
 
 
-def main(argv=None) -> int:
+def main(argv=None, store=None) -> int:
+    """`store`: an opened Store to publish to instead of opening --store (velocast.publish
+    passes one whose client acts as the trainer service account)."""
     parser = argparse.ArgumentParser(
         prog="python -m velocast.train",
         description="Train, evaluate on a time-based holdout, export to ONNX, check parity "
@@ -30,9 +32,10 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     try:
         frame, _ = load_counts(args.data)
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
         report = json.loads(Path(args.backtest).read_text()) if args.backtest else None
-        outcomes = train(frame, args.store, [m.strip() for m in args.models.split(",") if m.strip()],
-                         args.holdout_days, report, Path(args.data).name)
+        outcomes = train(frame, store or args.store, models, args.holdout_days, report,
+                         Path(args.data).name)
     except (DataFormatError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

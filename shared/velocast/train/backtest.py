@@ -26,8 +26,7 @@ import pandas as pd
 from velocast.features import FEATURE_SPEC_VERSION, PARIS
 from velocast.train import export, pipeline
 from velocast.train.baselines import PlainHGB, SeasonalNaive
-from velocast.features import FEATURE_NAMES
-from velocast.train.calibration import LEVEL, fingerprint, hourly_offsets
+from velocast.train.calibration import LEVEL, fingerprint, offsets
 from velocast.train.pipeline import MODELS, Prepared, say
 
 BASELINES = {"naive": "both", "plain_hgb": "both"}
@@ -107,7 +106,6 @@ class FoldResult:
     outputs: dict = field(default_factory=dict)   # name -> {"log"/"proba": array}
     truth_log: np.ndarray | None = None
     truth_busy: np.ndarray | None = None
-    hours: np.ndarray | None = None               # scored rows' local hour
     scores: dict = field(default_factory=dict)    # name -> {metric: value}
     seconds: dict = field(default_factory=dict)
 
@@ -120,8 +118,7 @@ def run_fold(frame: pd.DataFrame, fold: Fold, names: list[str]) -> FoldResult:
     test = Part(scored_rows, pipeline.prepare(scored_rows, table))
     result = FoldResult(fold, len(fit_rows), len(scored_rows), float(fit_rows["epoch"].max()),
                         float(scored_rows["epoch"].min()), float(scored_rows["epoch"].max()),
-                        truth_log=test.data.log_count, truth_busy=test.data.busy,
-                        hours=test.data.matrix[:, FEATURE_NAMES.index("hour")].astype(np.int64))
+                        truth_log=test.data.log_count, truth_busy=test.data.busy)
     for name in names:
         started = time.perf_counter()
         result.outputs[name] = predict_candidate(name, fit_candidate(name, train), test)
@@ -131,29 +128,26 @@ def run_fold(frame: pd.DataFrame, fold: Fold, names: list[str]) -> FoldResult:
 
 
 def score(results: list[FoldResult]) -> dict:
-    """Fill each fold's scores; intervals are cross-conformal: fold k's per-hour offsets
-    come from the other folds' residuals, so coverage is measured on unseen residuals.
+    """Fill each fold's scores; intervals are cross-conformal: fold k's offsets come
+    from the other folds' residuals, so coverage is measured on unseen residuals.
     Returns the offsets calibrated on every fold, per regress candidate."""
     names = list(results[0].outputs)
     residuals = {n: [r.truth_log - r.outputs[n]["log"] for r in results]
                  for n in names if "log" in results[0].outputs[n]}
     for k, r in enumerate(results):
         others = [j for j in range(len(results)) if j != k] or [k]
-        hours = np.concatenate([results[j].hours for j in others])
         for name in names:
             out, s = r.outputs[name], {}
             if "log" in out:
                 s.update(pipeline.regression_metrics(r.truth_log, out["log"]))
-                low, high = hourly_offsets(np.concatenate([residuals[name][j] for j in others]), hours)
-                lower = out["log"] + np.asarray(low)[r.hours]
-                upper = out["log"] + np.asarray(high)[r.hours]
+                low, high = offsets(np.concatenate([residuals[name][j] for j in others]))
+                lower, upper = out["log"] + low, out["log"] + high
                 s["coverage"] = float(np.mean((r.truth_log >= lower) & (r.truth_log <= upper)))
                 s["width"] = float(np.mean(np.expm1(upper) - np.clip(np.expm1(lower), 0, None)))
             if "proba" in out:
                 s.update(pipeline.classification_metrics(r.truth_busy, out["proba"]))
             r.scores[name] = s
-    hours = np.concatenate([r.hours for r in results])
-    return {n: dict(zip(("lower_log", "upper_log"), hourly_offsets(np.concatenate(v), hours)))
+    return {n: dict(zip(("lower_log", "upper_log"), offsets(np.concatenate(v))))
             for n, v in residuals.items()}
 
 

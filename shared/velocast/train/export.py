@@ -10,11 +10,12 @@ from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
-from velocast.features import N_FEATURES
+from velocast import tasks
+from velocast.features import N_FEATURES, ONNX_INPUT_NAME
 
 # Pinned so a model exported today loads in the functions' onnxruntime for years.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
-INPUT_NAME = "features"
+INPUT_NAME = ONNX_INPUT_NAME
 PARITY_TOLERANCE = 1e-4
 
 
@@ -79,9 +80,7 @@ def onnx_output(onnx_bytes: bytes, matrix: np.ndarray, task: str) -> np.ndarray:
     P(busy) for a classifier. The functions read outputs the same way."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     outputs = session.run(None, {INPUT_NAME: matrix.astype(np.float32)})
-    if task == "classify":
-        return np.asarray(outputs[1])[:, 1]
-    return np.asarray(outputs[0]).reshape(-1)
+    return tasks.get(task).model_output(outputs)
 
 
 def sklearn_output(estimator, matrix: np.ndarray, task: str) -> np.ndarray:

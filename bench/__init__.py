@@ -1,0 +1,1 @@
+"""The benchmark against the old design: `make bench` runs bench/run.py."""

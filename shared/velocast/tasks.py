@@ -1,0 +1,132 @@
+"""One description per task: what a function predicts, how its models are chosen and
+how a model's ONNX outputs become the response.
+
+Training, the registry, the service, the models CLI, packaging, the local runner and
+the cloud script all read TASKS; adding a function is one entry here, one
+`functions/<name>/main.py` and one entry in Terraform's `functions` map (README,
+"Adding a function").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# Which way is better, for every metric any task selects models by.
+METRIC_DIRECTIONS: dict[str, str] = {
+    "rmse_log": "min", "rmse": "min", "mae": "min", "r2": "max",
+    "f1_score": "max", "accuracy": "max", "precision": "max", "recall": "max", "roc_auc": "max",
+}
+
+
+def classifier_probability(outputs) -> np.ndarray:
+    """P(busy) from a classifier's ONNX outputs: exported with zipmap disabled, they are
+    (label, probabilities[:, 2])."""
+    return np.asarray(outputs[1])[:, 1]
+
+
+def regressor_log_count(outputs) -> np.ndarray:
+    """log1p(count) from a regressor's ONNX outputs, one value per row."""
+    return np.asarray(outputs[0]).reshape(-1)
+
+
+def finite(values) -> list[float]:
+    """JSON has no NaN: a non-finite model output is a bug, surfaced as such."""
+    out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    if not all(np.isfinite(out)):
+        raise ValueError("model produced a non-finite output")
+    return out
+
+
+LABELS = ("faible", "forte")
+
+
+def _classify_response(outputs, model) -> dict:
+    probability_busy = classifier_probability(outputs)
+    predictions = (probability_busy >= 0.5).astype(int).tolist()
+    return {"predictions": predictions,
+            "label": [LABELS[p] for p in predictions],
+            "probabilities": [round(p, 4) for p in finite(probability_busy)]}
+
+
+def _regress_response(outputs, model) -> dict:
+    # Models predict log1p(count); counts are never negative.
+    log_counts = regressor_log_count(outputs)
+    counts = np.clip(np.expm1(log_counts), 0.0, None)
+    response = {"predictions": [round(c, 1) for c in finite(counts)]}
+    interval = getattr(model, "interval", None)
+    if interval is not None:   # the card's 80 % interval (velocast.intervals)
+        lower, upper = interval.bounds(log_counts)
+        response.update(lower=[round(c, 1) for c in finite(lower)],
+                        upper=[round(c, 1) for c in finite(upper)],
+                        interval_level=interval.level)
+    return response
+
+
+@dataclass(frozen=True)
+class OnnxOutput:
+    """One output a task's ONNX models must have, in order (skl2onnx's names)."""
+    name: str
+    columns: int | None = None    # None: one value per row, shape (rows,) or (rows, 1)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    target: str                              # what the models predict, for cards and docs
+    metrics: tuple[str, ...]                 # selectable metrics; the first is the default
+    model_types: tuple[str, ...]             # what training publishes for this task
+    model_output: Callable[[list], np.ndarray]   # ONNX outputs -> the scored value per row
+    response: Callable[[list, object], dict]     # (ONNX outputs, loaded model) -> response fields
+    local_port: int                          # make serve / make demo
+    # The old system's model names, still sent by its clients: old name -> model type.
+    aliases: dict[str, str] = field(default_factory=dict)
+    # What a model must output to be served (velocast.model_checks): the outputs' layout
+    # and the range of model_output's values (None: any finite value).
+    onnx_outputs: tuple[OnnxOutput, ...] = ()
+    output_range: tuple[float, float] | None = None
+
+    @property
+    def default_metric(self) -> str:
+        return self.metrics[0]
+
+    def model_type(self, requested: str | None) -> str | None:
+        return self.aliases.get(requested, requested) if requested else requested
+
+
+TASKS: dict[str, Task] = {
+    "classify": Task(
+        name="classify",
+        target="1 if the hourly count is above the counter's mean count in the training rows, else 0",
+        metrics=("f1_score", "accuracy", "precision", "recall", "roc_auc"),
+        model_types=("affluence",),
+        model_output=classifier_probability,
+        response=_classify_response,
+        local_port=8080,
+        # The old Streamlit front's "RF Classifier (Affluence)" sends rf_class.
+        aliases={"rf_class": "affluence"},
+        onnx_outputs=(OnnxOutput("label"), OnnxOutput("probabilities", 2)),
+        output_range=(0.0, 1.0),
+    ),
+    "regress": Task(
+        name="regress",
+        target="log1p(hourly count)",
+        metrics=("rmse_log", "rmse", "mae", "r2"),
+        model_types=("gbdt", "rf", "nn"),
+        model_output=regressor_log_count,
+        response=_regress_response,
+        local_port=8000,
+        onnx_outputs=(OnnxOutput("variable"),),
+    ),
+}
+TASK_NAMES = tuple(TASKS)
+MODEL_TASK = {model_type: task.name for task in TASKS.values() for model_type in task.model_types}
+
+
+def get(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}") from None

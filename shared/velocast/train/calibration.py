@@ -38,7 +38,7 @@ def fingerprint(spec, recency_days: float) -> str:
     params = {k: repr(v) for k, v in sorted(spec.make().get_params().items())}
     text = json.dumps({"params": params, "recency_days": recency_days,
                        "max_rows": spec.max_rows, "weighted": spec.weighted,
-                       "offset": spec.offset}, sort_keys=True)
+                       "offset": spec.offset, "hidden": list(spec.hidden)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -20,49 +20,53 @@ PARITY_TOLERANCE = 1e-4
 
 
 @dataclass
-class OffsetRegressor:
-    """A regressor of log1p(count) - features[:, column] on the other columns, that
-    predicts log1p(count). The export puts the column's removal and its addition
-    back inside the ONNX graph, so a function reads log1p(count) from every regress
-    model alike and feeds every model the same matrix."""
+class Subset:
+    """An estimator that sees only the `kept` columns of the feature matrix and, with an
+    `offset` column, learnt a regression target minus that column and adds it back.
+    The export puts both inside the ONNX graph, so every model of a task takes the same
+    matrix and gives the same kind of output."""
 
     estimator: object
-    column: int
-
-    def inputs(self, matrix: np.ndarray) -> np.ndarray:
-        return np.delete(matrix, self.column, axis=1)
+    kept: tuple[int, ...]
+    offset: int | None = None
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.estimator.predict(self.inputs(matrix)) + matrix[:, self.column]
+        out = self.estimator.predict(matrix[:, self.kept])
+        return out if self.offset is None else out + matrix[:, self.offset]
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(matrix[:, self.kept])
 
 
-def _wrap_offset(model, column: int) -> None:
-    """features -> Gather(other columns) -> estimator -> + features[:, column]."""
+def _wrap(model, subset: Subset) -> None:
+    """features -> Gather(kept) -> estimator [-> + features[:, offset]]."""
     graph = model.graph
-    inner, output = graph.input[0].name, graph.output[0].name
-    residual = f"{output}_residual"
-    for node in graph.node:
-        node.output[:] = [residual if o == output else o for o in node.output]
-    kept = np.array([i for i in range(N_FEATURES) if i != column], dtype=np.int64)
-    graph.initializer.extend([numpy_helper.from_array(kept, name="kept_columns"),
-                              numpy_helper.from_array(np.array([column], dtype=np.int64),
-                                                      name="offset_column")])
+    inner = graph.input[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array(subset.kept, dtype=np.int64),
+                                                     name="kept_columns"))
     graph.node.insert(0, helper.make_node("Gather", [INPUT_NAME, "kept_columns"], [inner], axis=1))
-    graph.node.extend([
-        helper.make_node("Gather", [INPUT_NAME, "offset_column"], ["offset"], axis=1),
-        helper.make_node("Add", [residual, "offset"], [output]),
-    ])
+    if subset.offset is not None:
+        output = graph.output[0].name
+        residual = f"{output}_residual"
+        for node in graph.node:
+            node.output[:] = [residual if o == output else o for o in node.output]
+        graph.initializer.append(numpy_helper.from_array(np.array([subset.offset], dtype=np.int64),
+                                                         name="offset_column"))
+        graph.node.extend([
+            helper.make_node("Gather", [INPUT_NAME, "offset_column"], ["offset"], axis=1),
+            helper.make_node("Add", [residual, "offset"], [output]),
+        ])
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
                                                      [None, N_FEATURES]))
 
 
 def to_onnx(estimator, task: str) -> bytes:
-    offset = estimator.column if isinstance(estimator, OffsetRegressor) else None
-    if offset is not None:
-        estimator = estimator.estimator
+    subset = estimator if isinstance(estimator, Subset) else None
+    if subset is not None:
+        estimator = subset.estimator
     options = {id(estimator): {"zipmap": False}} if task == "classify" else None
-    inputs = [("estimator_input", FloatTensorType([None, N_FEATURES - 1]))] if offset is not None \
+    inputs = [("estimator_input", FloatTensorType([None, len(subset.kept)]))] if subset \
         else [(INPUT_NAME, FloatTensorType([None, N_FEATURES]))]
     model = convert_sklearn(
         estimator,
@@ -70,8 +74,8 @@ def to_onnx(estimator, task: str) -> bytes:
         target_opset=TARGET_OPSET,
         options=options,
     )
-    if offset is not None:
-        _wrap_offset(model, offset)
+    if subset is not None:
+        _wrap(model, subset)
     return model.SerializeToString()
 
 

@@ -71,6 +71,7 @@ class ModelSpec:
     max_rows: int | None = None
     weighted: bool = True       # recency weights (RECENCY_DAYS)
     offset: bool = True         # learn log1p(count) - counter_recent (a regressor)
+    hidden: tuple[str, ...] = ()   # features the estimator does not see
 
 
 MODELS = {
@@ -81,8 +82,10 @@ MODELS = {
     # HGB (0.734): its card says so.
     "nn": ModelSpec("regress", _nn, "StandardScaler + MLPRegressor on log1p(count)",
                     max_rows=60_000, weighted=False, offset=False),
+    # Without "days" and "counter_recent": 6 folds F1 0.8435, with them 0.8371.
     "affluence": ModelSpec("classify", _affluence,
-                           "HistGradientBoostingClassifier: count above the counter's mean"),
+                           "HistGradientBoostingClassifier: count above the counter's mean",
+                           hidden=("days", "counter_recent")),
 }
 
 
@@ -150,16 +153,18 @@ def fit(spec: ModelSpec, data: Prepared):
     if spec.max_rows and len(matrix) > spec.max_rows:
         rows = np.sort(np.random.default_rng(0).choice(len(matrix), spec.max_rows, replace=False))
         matrix, target, weight = matrix[rows], target[rows], weight[rows]
-    offset = spec.task == "regress" and spec.offset
-    if offset:   # relative to the counter's recent level (features.py)
-        target = target - matrix[:, OFFSET_COLUMN]
-        matrix = np.delete(matrix, OFFSET_COLUMN, axis=1)
+    offset = OFFSET_COLUMN if spec.task == "regress" and spec.offset else None
+    if offset is not None:   # relative to the counter's recent level (features.py)
+        target = target - matrix[:, offset]
+    hidden = set(spec.hidden) | ({FEATURE_NAMES[offset]} if offset is not None else set())
+    kept = tuple(i for i, name in enumerate(FEATURE_NAMES) if name not in hidden)
     estimator = spec.make()
     if hasattr(estimator, "steps"):  # a Pipeline routes the weight to its last step
-        estimator.fit(matrix, target, **{f"{estimator.steps[-1][0]}__sample_weight": weight})
+        estimator.fit(matrix[:, kept], target,
+                      **{f"{estimator.steps[-1][0]}__sample_weight": weight})
     else:
-        estimator.fit(matrix, target, sample_weight=weight)
-    return export.OffsetRegressor(estimator, OFFSET_COLUMN) if offset else estimator
+        estimator.fit(matrix[:, kept], target, sample_weight=weight)
+    return export.Subset(estimator, kept, offset) if hidden else estimator
 
 
 def regression_metrics(log_truth: np.ndarray, log_prediction: np.ndarray) -> dict:

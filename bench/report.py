@@ -65,7 +65,7 @@ REQUIRED_KEYS = (
     "bundle.classify", "bundle.regress",
     "soak.seconds", "soak.clients", "soak.requests", "soak.errors", "soak.rss_start_mb",
     "soak.rss_end_mb", "soak.rss_growth_pct",
-    "targets", "timings",
+    "targets", "timings", "batch.sizes.500", "batch.concurrency",
 )
 
 
@@ -98,6 +98,7 @@ class Run:
     bundle: dict
     soak: dict
     timings: dict
+    batch: dict  # bench/batch.py
 
 
 def results_of(run: Run) -> dict:
@@ -174,6 +175,7 @@ def results_of(run: Run) -> dict:
         "bundle": run.bundle,
         "soak": run.soak,
         "timings": run.timings,
+        "batch": run.batch,
     }
     targets = [
         judge("inprocess_1record_speedup", min(regress_speedups) if regress_speedups else None),

@@ -17,7 +17,8 @@ Phases (all in one run, on the same rows and the same machine), one module each:
   5. bench/coldstart.py: process start -> first 200 on /predict with the models on
      fake-gcs-server (gs:// store), median of several starts, old vs velocast;
   6. bench/bundle_size.py: installed size per function (venv from the bundle's
-     requirements.txt).
+     requirements.txt);
+  7. bench/batch.py: records per vCPU-second of BigQuery-shaped batches, old vs velocast.
 bench/report.py judges the targets and writes results.json, latency.png and the table.
 Targets are reported pass/fail, never asserted. See bench/README.md.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py` (make bench): the repo root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import report  # noqa: E402
+from bench import batch, report  # noqa: E402
 from bench.bundle_size import BundleVenvs, measure_bundles  # noqa: E402
 from bench.coldstart import cold_start_phase  # noqa: E402
 from bench.common import BENCH, FUNCTIONS, file_identity, make_records, say  # noqa: E402
@@ -211,6 +212,13 @@ def main(argv=None) -> int:
     bundle = measure_bundles(bundles)
     lap("bundle")
 
+    # 7. batch throughput
+    batch_results = batch.run_batch(
+        store, str(old_model), work,
+        model_type="gbdt" if "gbdt" in regress_types else default_entry.model_type,
+        **({"sizes": (500, 5_000), "seconds": 0.5, "clients": (1, 2)} if quick else {}))
+    lap("batch")
+
     settings = {"reps_1_record": reps1, "reps_1000_records": reps1000,
                 "load_reps": load_reps, "http_seconds": http_seconds,
                 "clients": args.clients, "soak_seconds": soak_seconds,
@@ -227,10 +235,11 @@ def main(argv=None) -> int:
         new_one=new_one, http_results=http_results, samples_http=samples_http,
         velocast_errors=velocast_errors, serving_rss=serving_rss,
         serving_rss_after_soak=serving_rss_after_soak, cold=cold, bundle=bundle,
-        soak=soak_result, timings=timings)
+        soak=soak_result, timings=timings, batch=batch_results)
     results = report.results_of(run)
     results["meta"]["duration_s"] = round(time.perf_counter() - began, 1)
     report.write(run, results, out)
+    print(batch.table(batch_results))
     return 0
 
 

@@ -42,8 +42,13 @@ locals {
     API_KEYS_FILE   = "${local.secret_files.api_keys.mount_path}/${local.secret_files.api_keys.path}"
     ADMIN_KEY_FILE  = "${local.secret_files.admin_key.mount_path}/${local.secret_files.admin_key.path}"
     REFRESH_SECONDS = tostring(var.refresh_seconds)
-    MAX_RECORDS     = tostring(var.max_records)
-    LOG_LEVEL       = var.log_level
+    # A BigQuery batch is one request: it must fit (bigquery.tf).
+    MAX_RECORDS = tostring(var.bigquery ? max(var.max_records, var.bigquery_max_batching_rows) : var.max_records)
+    LOG_LEVEL   = var.log_level
+    # The forecast page (GET /app) calls classify here: the cloudfunctions.net URL is
+    # shared by both functions, so a page opened there needs no CORS at all.
+    CLASSIFY_URL    = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-classify"
+    ALLOWED_ORIGINS = join(",", var.page_origins)
   }
 
   memory_mib = {
@@ -94,7 +99,10 @@ resource "google_cloudfunctions2_function" "fn" {
     ingress_settings                 = var.ingress_settings
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.fn[each.key].email
-    environment_variables            = local.function_env
+    # THREADS: functions-framework's gunicorn threads (default 4 per CPU), one per
+    # request Cloud Run may send at once, so none waits unseen in gunicorn's queue
+    # (bench/README.md, "Batch throughput").
+    environment_variables = merge(local.function_env, { THREADS = tostring(each.value.concurrency) })
 
     dynamic "secret_volumes" {
       for_each = local.secret_files

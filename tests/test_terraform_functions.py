@@ -127,7 +127,9 @@ def test_function_build_and_runtime(tf, fn):
     assert (spec["min_instances"], spec["max_instances"], spec["timeout_seconds"]) == (0, 5, 60)
     assert "var.ingress_settings" in service["ingress_settings"]
 
-    assert service["environment_variables"] == "${local.function_env}"
+    # THREADS follows each function's concurrency (tests/test_bigquery_terraform.py).
+    assert service["environment_variables"] == \
+        "${merge(local.function_env, {THREADS = tostring(each.value.concurrency)})}"
     env = tf["locals"]["function_env"]
     assert set(env) == FUNCTION_ENV
     assert env["MODEL_STORE"] == "gs://${google_storage_bucket.models.name}"

@@ -12,6 +12,7 @@ instant given with any UTC offset lands on the right local hour across DST chang
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import unicodedata
 from dataclasses import dataclass, field
@@ -104,28 +105,35 @@ class LocalCalendar:
                         np.where(self.weekday == 5, 1, 0)).astype(np.int64)
 
 
+# Serving asks for the same hours again and again (a BigQuery query's batches, a
+# forecast page): 16,384 hours (~2 years, ~2 MB) of columns are kept. Computing them
+# was ~70 % of build_matrix on a 5,000-row batch (bench/README.md).
+@functools.lru_cache(maxsize=16_384)
+def _hour_columns(hour_utc: int) -> tuple[int, ...]:
+    local = dt.datetime.fromtimestamp(hour_utc * 3600, tz=PARIS)
+    day = local.date()
+    leap = day.year % 4 == 0 and (day.year % 100 != 0 or day.year % 400 == 0)
+    return (
+        local.hour,
+        day.weekday(),
+        day.timetuple().tm_yday,
+        366 if leap else 365,
+        cal.is_public_holiday(day),
+        cal.is_bridge_day(day),
+        cal.is_school_holiday(day),
+        cal.is_lockdown(day),
+        cal.is_curfew(day, local.hour),
+    )
+
+
 def local_calendar(epoch_seconds: np.ndarray) -> LocalCalendar:
     """Calendar columns for UTC instants, computed once per distinct hour: a year of
     hourly rows holds fewer than 9,000 distinct hours, so the Python loop is cheap."""
     epoch = np.asarray(epoch_seconds, dtype=np.float64)
     hours_utc = np.floor(epoch / 3600.0).astype(np.int64)
     unique_hours, inverse = np.unique(hours_utc, return_inverse=True)
-    columns = np.empty((len(unique_hours), 9), dtype=np.int64)
-    for i, hour_utc in enumerate(unique_hours.tolist()):
-        local = dt.datetime.fromtimestamp(hour_utc * 3600, tz=PARIS)
-        day = local.date()
-        leap = day.year % 4 == 0 and (day.year % 100 != 0 or day.year % 400 == 0)
-        columns[i] = (
-            local.hour,
-            day.weekday(),
-            day.timetuple().tm_yday,
-            366 if leap else 365,
-            cal.is_public_holiday(day),
-            cal.is_bridge_day(day),
-            cal.is_school_holiday(day),
-            cal.is_lockdown(day),
-            cal.is_curfew(day, local.hour),
-        )
+    columns = np.array([_hour_columns(h) for h in unique_hours.tolist()],
+                       dtype=np.int64).reshape(-1, 9)
     per_row = columns[inverse.reshape(-1)]
     return LocalCalendar(*(per_row[:, j] for j in range(9)))
 
@@ -329,13 +337,10 @@ def build_matrix(records: Records, table: CounterTable) -> FeatureBatch:
     calendar = local_calendar(records.epoch_seconds)
     hour, day_type = calendar.hour, calendar.day_type
 
-    index_by_name: dict[str, int | None] = {}
-    counter_index = np.empty(len(names), dtype=np.int64)
-    for row, name in enumerate(names):
-        if name not in index_by_name:
-            index_by_name[name] = table.index_of(name)
-        index = index_by_name[name]
-        counter_index[row] = -1 if index is None else index
+    # Looked up once per distinct name (a row-by-row loop was half of this function).
+    index_by_name = {name: table.index_of(name) for name in set(names)}
+    index_by_name = {name: -1 if i is None else i for name, i in index_by_name.items()}
+    counter_index = np.fromiter(map(index_by_name.__getitem__, names), np.int64, len(names))
     known = counter_index >= 0
     known_index = counter_index[known]
     log_mean = np.empty(len(names))

@@ -16,7 +16,7 @@ current_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("trac
 _SEVERITY = {"WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL",
              "INFO": "INFO", "DEBUG": "DEBUG"}
 _STRUCTURED_FIELDS = ("httpRequest", "records", "latency_ms", "task", "model", "status",
-                      "error_code")
+                      "error_code", "protocol")
 
 
 class JsonFormatter(logging.Formatter):

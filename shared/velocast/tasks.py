@@ -34,10 +34,11 @@ def regressor_log_count(outputs) -> np.ndarray:
 
 def finite(values) -> list[float]:
     """JSON has no NaN: a non-finite model output is a bug, surfaced as such."""
-    out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
-    if not all(np.isfinite(out)):
+    # One numpy pass: converting element by element was ~10 % of a 5,000-row batch.
+    out = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.isfinite(out).all():
         raise ValueError("model produced a non-finite output")
-    return out
+    return out.tolist()
 
 
 LABELS = ("faible", "forte")

@@ -188,12 +188,11 @@ def classification_metrics(truth: np.ndarray, probability: np.ndarray) -> dict:
     }
 
 
-def evaluate(spec: ModelSpec, estimator, data: Prepared) -> tuple[dict, np.ndarray | None]:
-    """Holdout metrics, and for a regressor the residuals truth - prediction (log1p)."""
+def evaluate(spec: ModelSpec, estimator, data: Prepared) -> dict:
     output = export.sklearn_output(estimator, data.matrix, spec.task)
     if spec.task == "classify":
-        return classification_metrics(data.busy, output), None
-    return regression_metrics(data.log_count, output), data.log_count - output
+        return classification_metrics(data.busy, output)
+    return regression_metrics(data.log_count, output)
 
 
 def library_versions() -> dict:
@@ -257,59 +256,74 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
         prefix = f"[{step}/{len(model_types)}] {model_type}"
         started = time.perf_counter()
         say(f"{prefix}: fitting on {len(train_part.matrix):,} rows for holdout metrics")
-        metrics, residuals = evaluate(spec, fit(spec, train_part), holdout)
+        estimator = fit(spec, train_part)
+        metrics = evaluate(spec, estimator, holdout)
+        residuals = holdout.log_count - export.sklearn_output(estimator, holdout.matrix, "regress") \
+            if spec.task == "regress" else None
         outcome = Outcome(model_type, metrics)
         outcome.seconds["holdout_fit"] = round(time.perf_counter() - started, 1)
         say(f"{prefix}: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         outcomes.append(outcome)
         if store is None:
             continue
-        started = time.perf_counter()
-        say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
-        estimator = fit(spec, final)
-        outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
-        onnx_bytes = export.to_onnx(estimator, spec.task)
-        outcome.onnx_bytes = len(onnx_bytes)
-        outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
-        if outcome.parity_gap > export.PARITY_TOLERANCE:
-            outcome.refused = (f"ONNX output differs from scikit-learn by {outcome.parity_gap:.2e} "
-                               f"(> {export.PARITY_TOLERANCE:g})")
-        elif len(onnx_bytes) > MAX_ONNX_BYTES:
-            outcome.refused = f"ONNX file is {len(onnx_bytes):,} bytes (> {MAX_ONNX_BYTES:,})"
-        if outcome.refused:
-            say(f"{prefix}: NOT published: {outcome.refused}")
-            continue
-        card = {
-            "task": spec.task,
-            "model_type": model_type,
-            "description": spec.description,
-            "metrics": metrics,
-            "metrics_source": {**_range(holdout_rows), "note": (
-                f"last {holdout_days} days, scored by a model fitted on the rows before them; "
-                "the published model was then refitted on all rows")},
-            "trained_from": _range(all_rows)["from"],
-            "trained_to": _range(all_rows)["to"],
-            "training_rows": len(all_rows),
-            "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
-            "feature_spec_version": FEATURE_SPEC_VERSION,
-            "feature_names": list(FEATURE_NAMES),
-            "target": ("1 if the hourly count is above the counter's mean count in the "
-                       "training rows, else 0") if spec.task == "classify" else (
-                           "log1p(hourly count); the estimator inside learns it minus "
-                           "counter_recent, which the ONNX graph adds back"),
-            "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
-                     "parity_max_abs_diff": outcome.parity_gap},
-            **calibration.card_fields(
-                backtest_report, model_type, spec.task, data_name,
-                calibration.fingerprint(spec, RECENCY_DAYS), residuals, _range(holdout_rows)),
-            "counter_table": final_table.to_dict(),
-            "libraries": library_versions(),
-            "training_seconds": outcome.seconds,
-        }
-        outcome.published = registry.publish(store, onnx_bytes, card)
-        say(f"{prefix}: published version {outcome.published.version} "
-            f"({len(onnx_bytes) / 1e6:.2f} MB, parity gap {outcome.parity_gap:.1e})")
+        source = {**_range(holdout_rows), "note": (
+            f"last {holdout_days} days, scored by a model fitted on the rows before them; "
+            "the published model was then refitted on all rows")}
+        extra = calibration.card_fields(backtest_report, model_type, spec.task, data_name,
+                                        calibration.fingerprint(spec, RECENCY_DAYS), residuals,
+                                        _range(holdout_rows))
+        finalize(store, model_type, outcome, final, parity_rows, source, all_rows, prefix, extra)
     return outcomes
+
+
+def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_rows: np.ndarray,
+             metrics_source: dict, all_rows: pd.DataFrame, prefix: str, extra_card=None) -> None:
+    """Final fit on every row, ONNX export, parity gate, publish; fills `outcome`."""
+    spec = MODELS[model_type]
+    # roc_auc is NaN when the holdout holds one class only: not a publishable figure.
+    metrics = {k: v for k, v in outcome.metrics.items() if np.isfinite(v)}
+    started = time.perf_counter()
+    say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
+    estimator = fit(spec, final)
+    outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
+    onnx_bytes = export.to_onnx(estimator, spec.task)
+    outcome.onnx_bytes = len(onnx_bytes)
+    outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
+    if outcome.parity_gap > export.PARITY_TOLERANCE:
+        outcome.refused = (f"ONNX output differs from scikit-learn by {outcome.parity_gap:.2e} "
+                           f"(> {export.PARITY_TOLERANCE:g})")
+    elif len(onnx_bytes) > MAX_ONNX_BYTES:
+        outcome.refused = f"ONNX file is {len(onnx_bytes):,} bytes (> {MAX_ONNX_BYTES:,})"
+    if outcome.refused:
+        say(f"{prefix}: NOT published: {outcome.refused}")
+        return
+    card = {
+        "task": spec.task,
+        "model_type": model_type,
+        "description": spec.description,
+        "metrics": metrics,
+        "metrics_source": metrics_source,
+        "trained_from": _range(all_rows)["from"],
+        "trained_to": _range(all_rows)["to"],
+        "training_rows": len(all_rows),
+        "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "target": ("1 if the hourly count is above the counter's mean count in the "
+                   "training rows, else 0") if spec.task == "classify" else (
+                       "log1p(hourly count); an offset model learns it minus counter_recent, "
+                       "which its ONNX graph adds back"),
+        "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
+                 "parity_max_abs_diff": outcome.parity_gap},
+        "counter_table": final.table.to_dict(),
+        "libraries": library_versions(),
+        "training_seconds": outcome.seconds,
+    }
+    for key, value in (extra_card or {}).items():   # mappings are merged, not replaced
+        card[key] = {**card[key], **value} if isinstance(card.get(key), dict) else value
+    outcome.published = registry.publish(store, onnx_bytes, card)
+    say(f"{prefix}: published version {outcome.published.version} "
+        f"({len(onnx_bytes) / 1e6:.2f} MB, parity gap {outcome.parity_gap:.1e})")
 
 
 def summary_table(outcomes: list[Outcome]) -> str:

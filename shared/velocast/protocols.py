@@ -1,0 +1,291 @@
+"""Other callers' bodies on the predict routes: BigQuery remote functions and Vertex AI.
+
+    BigQuery  {"requestId", "caller", "sessionUser", "userDefinedContext",
+               "calls": [[counter, timestamp, latitude, longitude], ...]}
+              -> 200 {"replies": [...]}, one per call in order, or
+                 4xx/5xx {"errorMessage": "..."} (under 1 KB)
+    Vertex AI {"instances": [record, ...], "parameters": {"model_type", "metric"}}
+              -> {"predictions": [...]}, one per instance
+
+`detect(body)` tells which (None: the old {"records"} body); the service calls the
+handler it returns. BigQuery retries 408, 429, 500, 503 and 504, so bad input is
+never a 5xx: a malformed request is a 400, and a call that cannot be scored (a null,
+a bad timestamp, an unknown counter without usable coordinates) gets a null reply
+while the others are scored, counted in the request's log line. Replies depend on
+the calls, the options and the served model only, so a resent request (same
+requestId) gets the same replies.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from operator import itemgetter
+
+import numpy as np
+
+from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice
+from velocast.features import MAX_NEIGHBOUR_KM, Records, build_matrix
+from velocast.schema import MAX_NAME_LENGTH, parse_timestamp
+
+# The SQL signature every remote function over these endpoints declares, in order
+# (tests/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
+BIGQUERY_ARGUMENTS = (("counter", "STRING"), ("ts", "TIMESTAMP"), ("lat", "FLOAT64"),
+                      ("lon", "FLOAT64"))
+# What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type.
+# classify defaults to the probability: a FLOAT64 sorts, averages and thresholds in
+# SQL without JSON_VALUE; "busy" gives the function's own 0.5 decision as a BOOL.
+OUTPUTS = {
+    "regress": {"count": "FLOAT64", "interval": "JSON"},
+    "classify": {"probability": "FLOAT64", "busy": "BOOL", "label": "STRING", "object": "JSON"},
+}
+DEFAULT_OUTPUT = {"regress": "count", "classify": "probability"}
+# Vertex clients read JSON, not SQL: classify answers {"label", "probability"} there.
+VERTEX_DEFAULT_OUTPUT = {"regress": "count", "classify": "object"}
+CONTEXT_KEYS = ("model_type", "metric", "output", "api_key")
+MAX_ERROR_CHARS = 900  # BigQuery shows errorMessage to the SQL user; keep it under 1 KB
+
+_log_fields: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "velocast_protocol_log_fields", default=None)
+
+
+def take_log_fields() -> dict:
+    """Fields for this request's log line (then cleared: a thread serves many requests)."""
+    fields = _log_fields.get()
+    if fields is None:
+        return {}
+    _log_fields.set(None)
+    return fields
+
+
+def detect(body: dict):
+    """The handler for a BigQuery or Vertex AI body, None for the old {"records"} body."""
+    if "records" in body:
+        return None
+    if "calls" in body:
+        return bigquery
+    if "instances" in body:
+        return vertex
+    return None
+
+
+class RemoteFunctionError(ApiError):
+    """An error as BigQuery reads it: {"errorMessage"} (shown to the SQL user)."""
+
+    def body(self) -> dict:
+        return {"errorMessage": self.message}
+
+
+def _error(status: int, code: str, message: str, headers=None, bigquery_body: bool = True):
+    """BigQuery gets {"errorMessage"}; a Vertex client the usual error body, with the
+    old body's 422 where BigQuery gets a 400."""
+    if not bigquery_body:
+        return ApiError(422 if status == 400 else status, code, message, headers=headers)
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS - 3] + "..."
+    return RemoteFunctionError(status, code, message, headers=headers)
+
+
+def _options(task: str, given, where: str, default_output: dict, bigquery_body: bool) -> dict:
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise _error(400, "invalid_request", f"'{where}' must be a JSON object",
+                     bigquery_body=bigquery_body)
+    options = {"model_type": None, "metric": None, "output": default_output[task]}
+    for name in ("model_type", "metric", "output"):
+        value = given.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > 64:
+            raise _error(400, "invalid_request", f"{where}.{name} must be a short string",
+                         bigquery_body=bigquery_body)
+        options[name] = value
+    if options["output"] not in OUTPUTS[task]:
+        raise _error(400, "invalid_request",
+                     f"{where}.output {options['output']!r} is not one of "
+                     f"{', '.join(OUTPUTS[task])} for {task}", bigquery_body=bigquery_body)
+    return options
+
+
+def _model(service, options: dict, bigquery_body: bool):
+    try:
+        return service.cache.get(options["model_type"], options["metric"])
+    except UnknownModelChoice as exc:
+        raise _error(400, "invalid_request", exc.message, bigquery_body=bigquery_body) from None
+    except NoModelAvailable as exc:
+        # 503 on purpose: BigQuery retries it, and a model appears on the next refresh.
+        raise _error(503, "no_model", exc.message, exc.headers,
+                     bigquery_body=bigquery_body) from None
+
+
+def _replier(task: str, output: str, response: dict, bigquery_body: bool):
+    """i -> the reply for the i-th scored row, from the function's own response."""
+    if task == "regress":
+        counts = response["predictions"]
+        if output == "count":
+            return counts.__getitem__
+        if "lower" not in response or "upper" not in response:
+            raise _error(400, "invalid_request", "output 'interval': the served regress model "
+                         "has no prediction intervals (lower/upper)", bigquery_body=bigquery_body)
+        lower, upper = response["lower"], response["upper"]
+        return lambda i: {"count": counts[i], "lower": lower[i], "upper": upper[i]}
+    probability, label = response["probabilities"], response["label"]
+    if output == "probability":
+        return probability.__getitem__
+    if output == "busy":
+        return lambda i: bool(response["predictions"][i])
+    if output == "label":
+        return label.__getitem__
+    return lambda i: {"label": label[i], "probability": probability[i]}
+
+
+# -- BigQuery ------------------------------------------------------------------------
+
+def _finite(value) -> float:
+    """A FLOAT64 argument: a JSON number, or "NaN"/"Infinity" strings; NaN when absent."""
+    if type(value) is float or (type(value) is int and abs(value) < 1e300):
+        return float(value)
+    return math.nan  # null, "NaN", "Infinity", anything else: no usable coordinate
+
+
+def _floats(column: tuple) -> np.ndarray:
+    """A FLOAT64 column; a value that is not a finite number (null, "NaN", "Infinity",
+    a word) becomes NaN: no coordinate, which only matters for an unknown counter."""
+    try:
+        # One C loop: null -> NaN, "NaN"/"Infinity" -> non-finite. Falls back to a
+        # Python loop when a value is not a number (a list, a word).
+        values = np.array(column, dtype=np.float64)
+        if values.ndim != 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        values = np.array([_finite(v) for v in column], dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _names(column: tuple) -> list:
+    # A batch holds few distinct counters: check each once.
+    clean = {n: (n.strip() if 0 < len(n) <= MAX_NAME_LENGTH and n.strip() else None)
+             for n in {n for n in column if type(n) is str}}
+    return [clean[n] if type(n) is str else None for n in column]
+
+
+def _epochs(column: tuple) -> np.ndarray:
+    # ... and few distinct hours: parse each string once.
+    epochs: dict[str, float] = {}
+    for text in {t for t in column if type(t) is str}:
+        try:
+            epochs[text] = parse_timestamp(text)[0]  # (UTC epoch, an ambiguity note)
+        except ValueError:
+            epochs[text] = math.nan
+    return np.array([epochs[t] if type(t) is str else math.nan for t in column],
+                    dtype=np.float64)
+
+
+def _parse_calls(calls: list) -> tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Names, epochs, latitudes, longitudes and a usable-row mask, column by column (a
+    row-by-row loop was 25 % of a 5,000-row request: bench/README.md). A wrong arity or
+    a call that is not a list fails the whole request (the routine is misdeclared)."""
+    arity = len(BIGQUERY_ARGUMENTS)
+    if not all(type(call) is list and len(call) == arity for call in calls):
+        i, call = next((i, c) for i, c in enumerate(calls)
+                       if type(c) is not list or len(c) != arity)
+        got = f"{len(call)} argument(s)" if isinstance(call, list) else type(call).__name__
+        raise _error(400, "invalid_request",
+                     f"calls[{i}]: expected {arity} arguments "
+                     f"({', '.join(a for a, _ in BIGQUERY_ARGUMENTS)}), got {got}")
+    if not calls:
+        return [], *(np.empty(0) for _ in range(3)), np.empty(0, dtype=bool)
+    # itemgetter columns: zip(*calls) with 5,000 arguments took 4x longer.
+    names = _names(list(map(itemgetter(0), calls)))
+    epochs = _epochs(list(map(itemgetter(1), calls)))
+    usable = np.isfinite(epochs) & np.fromiter((n is not None for n in names), bool, len(names))
+    return (names, epochs, _floats(list(map(itemgetter(2), calls))),
+            _floats(list(map(itemgetter(3), calls))), usable)
+
+
+def _scorable(names, lats, lons, usable, table) -> np.ndarray:
+    """Rows build_matrix can take: a known counter, or an unknown one whose
+    coordinates lie within MAX_NEIGHBOUR_KM of a known counter."""
+    ok = usable.copy()
+    known: dict[str, bool] = {}
+    near: dict[tuple, bool] = {}
+    for i in np.flatnonzero(usable).tolist():
+        name = names[i]
+        is_known = known.get(name)
+        if is_known is None:
+            is_known = known[name] = table.index_of(name) is not None
+        if is_known:
+            continue
+        lat, lon = lats[i], lons[i]
+        if not (math.isfinite(lat) and math.isfinite(lon)
+                and -90 <= lat <= 90 and -180 <= lon <= 180):
+            ok[i] = False
+            continue
+        key = (float(lat), float(lon))
+        if key not in near:
+            near[key] = table.nearest_km(lat, lon) <= MAX_NEIGHBOUR_KM
+        ok[i] = near[key]
+    return ok
+
+
+def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
+    context = body.get("userDefinedContext")
+    if denied is not None:
+        # BigQuery sends no headers of ours (its Authorization is a Google ID token),
+        # so the routine carries the client key in its userDefinedContext.
+        key = context.get("api_key") if isinstance(context, dict) else None
+        if not isinstance(key, str) or not key:
+            raise _error(denied.status, denied.code, denied.message + "; a BigQuery remote "
+                         "function sends it as userDefinedContext.api_key", denied.headers)
+        try:
+            service._keys.check_client({"X-API-Key": key})
+        except ApiError as exc:
+            raise _error(exc.status, exc.code, exc.message, exc.headers) from None
+    calls = body.get("calls")
+    if not isinstance(calls, list):
+        raise _error(400, "invalid_request", "'calls' must be a list of argument lists")
+    limit = service.settings.max_records
+    if len(calls) > limit:
+        raise _error(413, "too_many_records", f"{len(calls):,} calls; the limit is {limit:,} "
+                     "per request: lower the routine's max_batching_rows")
+    options = _options(service.task, context, "userDefinedContext", DEFAULT_OUTPUT, True)
+    names, epochs, lats, lons, usable = _parse_calls(calls)
+    replies: list = [None] * len(calls)
+    fields = {"name": "bigquery", "request_id": str(body.get("requestId", ""))[:100],
+              "calls": len(calls)}
+    if calls:
+        model = _model(service, options, True)
+        rows = np.flatnonzero(_scorable(names, lats, lons, usable, model.table))
+        if len(rows):
+            batch = build_matrix(Records([names[i] for i in rows.tolist()], epochs[rows],
+                                         lats[rows], lons[rows]), model.table)
+            response = service.description.response(model.run(batch.matrix), model)
+            reply = _replier(service.task, options["output"], response, True)
+            for j, i in enumerate(rows.tolist()):
+                replies[i] = reply(j)
+        fields["model_version"] = model.entry.version
+    fields["null_replies"] = replies.count(None)
+    _log_fields.set({"protocol": fields})
+    return {"replies": replies}, len(calls)
+
+
+# -- Vertex AI -----------------------------------------------------------------------
+
+def vertex(service, body: dict, denied=None) -> tuple[dict, int]:
+    """Scored exactly as the old body (same validation, same 4xx), reshaped."""
+    if denied is not None:
+        raise denied
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise _error(422, "invalid_request", "'instances' must be a non-empty list of records",
+                     bigquery_body=False)
+    parameters = body.get("parameters")
+    options = _options(service.task, parameters, "parameters", VERTEX_DEFAULT_OUTPUT, False)
+    response, count = service.predict_records(
+        {"records": instances, "model_type": options["model_type"], "metric": options["metric"]})
+    reply = _replier(service.task, options["output"], response, False)
+    _log_fields.set({"protocol": {"name": "vertex", "instances": count}})
+    return {"predictions": [reply(i) for i in range(count)],
+            "modelVersionId": response["model"]["version"]}, count

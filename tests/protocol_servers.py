@@ -1,0 +1,46 @@
+"""Both functions as real functions-framework servers on loopback, serving the
+session's `trained_store` folder, for the BigQuery and Vertex AI protocol tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import requests
+
+from tests.function_clients import Server
+
+CLIENT_KEY = "protocol-client-key"
+# Large enough for a 50,000-call BigQuery batch (about 4.5 MB of JSON).
+MAX_RECORDS = 50_000
+TIMEOUT = 120
+
+
+@contextlib.contextmanager
+def running(store, names=("classify", "regress"), **env):
+    servers = {name: Server(name, {"MODEL_STORE": str(store), "REFRESH_SECONDS": "3600",
+                                   "MAX_RECORDS": str(MAX_RECORDS), "API_KEYS": CLIENT_KEY,
+                                   **env})
+               for name in names}
+    try:
+        for server in servers.values():
+            server.spawn()
+        for server in servers.values():
+            server.wait_ready(timeout=90)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.close()
+
+
+def post(server: Server, body, headers=None, raw: bytes | None = None) -> requests.Response:
+    data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
+    return requests.post(server.url + "/", data=data, timeout=TIMEOUT,
+                         headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def old_answer(server: Server, records, **options) -> dict:
+    """The old {"records"} body's answer for the same rows (with the header key)."""
+    r = post(server, {"records": records, **options}, headers={"X-API-Key": CLIENT_KEY})
+    assert r.status_code == 200, r.text
+    return r.json()

@@ -47,8 +47,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "counter_recent",      # counter's mean log1p(count) over its last RECENT_DAYS of training
 )
 N_FEATURES = len(FEATURE_NAMES)
-# Regressors learn log1p(count) - counter_recent (the ONNX graph adds it back). On 3
-# backtest folds (gbdt): 0.772 RMSE log1p -> 0.685 with it and "days"; 14 days 0.697.
+# Offset regressors learn log1p(count) - counter_recent; 3 backtest folds: 0.772 -> 0.685.
 RECENT_DAYS = 56
 DAY_ZERO = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 # The name of the one ONNX input, a float32 (rows, N_FEATURES) matrix: the exporter

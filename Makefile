@@ -10,7 +10,7 @@ MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench \
+.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench bench-versions \
         tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys destroy clean
 
 help: ## list the targets
@@ -56,6 +56,9 @@ package: install ## build/<function> for every function: lean bundles and their 
 
 bench: install ## benchmark against the old design; writes bench/results.json
 	$(PY) bench/run.py
+
+bench-versions: install ## velocast at BEFORE (default 50915b8) vs this tree; writes bench/versions.json
+	OMP_NUM_THREADS=1 $(PY) -m bench.versions $(if $(BEFORE),--before $(BEFORE))
 
 tf-fmt: ## format the Terraform files
 	terraform fmt -recursive terraform

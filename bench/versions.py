@@ -2,7 +2,7 @@
 
     python -m bench.versions                   # make bench-versions
     python -m bench.versions --quick           # smoke run: 2 starts, 50 requests, no GCS
-    python -m bench.versions --before 50915b8 --starts 9 --requests 500
+    python -m bench.versions --before 50915b8 --starts 15 --requests 5000
 
 "before" is a commit (`git archive`, extracted once into WORK/versions/tree-<sha>),
 "after" the working tree. Each side runs its own code: functions-framework with
@@ -282,8 +282,8 @@ def table(results: dict) -> str:
     return "\n".join(f"{r[0]:<{width}}  {r[1]!s:>9}  {r[2]!s:>9}  {r[3]!s:>12}" for r in rows)
 
 
-def run_versions(data: Path, work: Path, out: Path, *, before: str = BEFORE, starts: int = 7,
-                 requests: int = 500, gcs: bool = True, installed: bool = False) -> dict:
+def run_versions(data: Path, work: Path, out: Path, *, before: str = BEFORE, starts: int = 11,
+                 requests: int = 2000, gcs: bool = True, installed: bool = False) -> dict:
     base, work = work, work / "versions"
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -344,9 +344,9 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=BENCH / "out",
                         help="trees, stores, logs (default bench/out; WORK/versions/...)")
     parser.add_argument("--out", type=Path, default=BENCH / "versions.json")
-    parser.add_argument("--starts", type=int, default=None, help="cold starts (7; 2 quick)")
+    parser.add_argument("--starts", type=int, default=None, help="cold starts (11; 2 quick)")
     parser.add_argument("--requests", type=int, default=None,
-                        help="1-record requests per side and function (500; 50 quick)")
+                        help="1-record requests per side and function (2000; 50 quick)")
     parser.add_argument("--no-gcs", action="store_true", help="folder store only")
     parser.add_argument("--installed", action="store_true",
                         help="also the installed size (a venv per requirements.txt, cached)")
@@ -357,8 +357,8 @@ def main(argv=None) -> int:
     data, _ = find_data(args.data)
     results = run_versions(
         data, args.work.resolve(), args.out.resolve(), before=args.before,
-        starts=args.starts or (2 if args.quick else 7),
-        requests=args.requests or (50 if args.quick else 500),
+        starts=args.starts or (2 if args.quick else 11),
+        requests=args.requests or (50 if args.quick else 2000),
         gcs=not (args.no_gcs or args.quick), installed=args.installed)
     print(table(results))
     return 0

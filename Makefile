@@ -8,10 +8,12 @@ SAMPLE := data/paris-sample.csv
 DATA ?= $(SAMPLE)
 MODELS ?= gbdt,rf,nn,affluence
 TFVARS ?= terraform/terraform.tfvars
+SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sample-data train models serve demo api-spec package bench bench-versions \
-        tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys destroy clean
+.PHONY: help install browser test test-fast sample-data train models serve demo api-spec package \
+        bench bench-versions tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key \
+        retire-keys destroy clean ingest retrain report trainer-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +25,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with everything (runtime, training, tests)
+
+# Debian's chromium + chromedriver for the page's browser tests (Selenium drives them;
+# nothing is downloaded at test time). Skipped when both are already there.
+# VELOCAST_CHROMIUM / VELOCAST_CHROMEDRIVER (read by the tests too) point at another
+# pair, e.g. the Google Chrome and driver GitHub's runners ship (ci.yml).
+VELOCAST_CHROMIUM ?= /usr/bin/chromium
+VELOCAST_CHROMEDRIVER ?= /usr/bin/chromedriver
+browser: ## install chromium and chromedriver for the browser tests (apt-get, needs root)
+	@if [ -x "$(VELOCAST_CHROMIUM)" ] && [ -x "$(VELOCAST_CHROMEDRIVER)" ]; then \
+		echo "browser: $(VELOCAST_CHROMIUM) and $(VELOCAST_CHROMEDRIVER) already installed"; \
+	else \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
+			apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 test: install ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q
@@ -39,13 +56,29 @@ sample-data: install ## write the deterministic synthetic sample to data/paris-s
 train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
 	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
 
+ingest: install ## fetch the newest counts from the portal into STORE: make ingest STORE=... SOURCE=https://opendata.paris.fr
+	$(PY) -m velocast.ingest --store $(STORE) --source $(SOURCE)
+
+retrain: install ## the daily loop: ingest, fit, compare with the served models, promote: make retrain STORE=... SOURCE=...
+	$(PY) -m velocast.retrain --store $(STORE) --source $(SOURCE) --models $(MODELS) $(RETRAIN_ARGS)
+
+report: install ## PNG of the served models' live accuracy per day and version (reports/live-accuracy.png)
+	$(PY) -m velocast.train.report --store $(STORE) --out reports/live-accuracy.png
+
+trainer-image: ## build and push the trainer image with Cloud Build, as the build service account (source staged in the sources bucket it may read)
+	image="$$(terraform -chdir=terraform output -raw trainer_image)" && \
+	gcloud builds submit --project "$$(echo "$$image" | cut -d/ -f2)" \
+	  --config scripts/trainer-cloudbuild.yaml --substitutions "_IMAGE=$$image" \
+	  --gcs-source-staging-dir "gs://$$(terraform -chdir=terraform output -raw source_bucket)/trainer-build" \
+	  --service-account "projects/$$(echo "$$image" | cut -d/ -f2)/serviceAccounts/$$(terraform -chdir=terraform output -raw build_service_account)" .
+
 models: install ## list the models published in STORE
 	$(PY) -m velocast.models --store $(STORE)
 
-serve: install ## run every function locally (classify :8080, regress :8000: Task.local_port), training first if STORE is empty
+serve: install ## run every function locally (classify :8080, regress :8000: Task.local_port; forecast page http://127.0.0.1:8000/app), training first if STORE is empty
 	$(PY) scripts/local.py serve --store $(STORE)
 
-demo: install ## start every function, send the old system's requests, print the answers, stop
+demo: install ## start every function, send the old system's requests, print the answers (and the page URL), stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
 api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml

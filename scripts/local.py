@@ -1,6 +1,6 @@
 """Run every function (one per velocast.tasks.TASKS entry) locally with functions-framework.
 
-    python scripts/local.py serve [--store models]   # until Ctrl-C
+    python scripts/local.py serve [--store models]   # until Ctrl-C; prints the page's URL
     python scripts/local.py demo  [--store models]   # old system's requests, answers, stop
 
 If the store holds no model, builds the synthetic sample and trains first, saying so.
@@ -54,9 +54,25 @@ def ensure_models(store: str) -> None:
                     "--store", store], check=True)
 
 
+def page_env(ports: dict[str, int]) -> dict[str, dict[str, str]]:
+    """The forecast page is opened on regress and calls classify: regress says where
+    classify is, classify lets regress' origin (both spellings of loopback) call it."""
+    regress = ports["regress"]
+    origins = [f"http://127.0.0.1:{regress}", f"http://localhost:{regress}",
+               *filter(None, os.environ.get("ALLOWED_ORIGINS", "").split(","))]
+    return {"classify": {"ALLOWED_ORIGINS": ",".join(origins)},
+            "regress": {"CLASSIFY_URL": f"http://127.0.0.1:{ports['classify']}"}}
+
+
+def page_url(ports: dict[str, int]) -> str:
+    return f"http://127.0.0.1:{ports['regress']}/app"
+
+
 def start(store: str, ports: dict[str, int]) -> dict[str, FunctionServer]:
     env = {**os.environ, "MODEL_STORE": store}
-    servers = {name: FunctionServer(name, env=env, port=port, inherit=True)
+    extra = page_env(ports)
+    servers = {name: FunctionServer(name, env={**env, **extra.get(name, {})}, port=port,
+                                    inherit=True)
                for name, port in ports.items()}
     for server in servers.values():
         server.spawn()
@@ -128,6 +144,7 @@ def main(argv=None) -> int:
         wait_healthy(servers)
         for name, port in ports.items():
             say(f"{name} on http://127.0.0.1:{port}  (POST /predict, GET /health, GET /models)")
+        say(f"forecast page: {page_url(ports)}  (map, a counter's coming days, the models)")
         if args.command == "serve":
             say("Ctrl-C stops them all")
             while all(s.process.poll() is None for s in servers.values()):
@@ -140,6 +157,11 @@ def main(argv=None) -> int:
             status, answer = post(ports[name], body)
             print(f"HTTP {status}\n{json.dumps(answer, indent=2, ensure_ascii=False)}")
             failures += status != 200
+        with urllib.request.urlopen(page_url(ports), timeout=30) as page:
+            print(f"\n$ curl -s {page_url(ports)}\nHTTP {page.status} "
+                  f"({len(page.read()):,} bytes of HTML): the forecast page; `make serve` "
+                  "keeps it up to open in a browser")
+            failures += page.status != 200
         return 1 if failures else 0
     except KeyboardInterrupt:
         return 0

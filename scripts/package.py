@@ -7,7 +7,8 @@ Each bundle is the folder Cloud Functions builds from (and terraform/ zips):
     build/<fn>/main.py            the function's entry point, copied
     build/<fn>/requirements.txt   the function's pinned runtime requirements, copied
     build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/,
-                                  dev/ or publish.py)
+                                  dev/ or publish.py), with static/ (the API spec,
+                                  the forecast page)
 
 plus build/<fn>.zip, a deterministic zip of that folder (sorted entries, fixed
 timestamps and modes: the same sources always give the same bytes), handy for
@@ -42,8 +43,8 @@ PACKAGE = ROOT / "shared" / "velocast"
 FUNCTIONS = TASK_NAMES
 
 # Offline-only parts of velocast (subpackages and modules), never shipped: training,
-# developer tooling (local servers, venvs), publishing.
-OFFLINE_PARTS = ("train", "dev", "publish.py")
+# the ingest and retrain commands, developer tooling (local servers, venvs), publishing.
+OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
 
 # Distributions that must never be installed in a function (normalised per PEP 503).
 FORBIDDEN_REQUIREMENTS = {"scikit-learn", "sklearn", "pandas", "skl2onnx", "onnx"}

@@ -45,6 +45,10 @@ locals {
     # A BigQuery batch is one request: it must fit (bigquery.tf).
     MAX_RECORDS = tostring(var.bigquery ? max(var.max_records, var.bigquery_max_batching_rows) : var.max_records)
     LOG_LEVEL   = var.log_level
+    # The forecast page (GET /app) calls classify here: the cloudfunctions.net URL is
+    # shared by both functions, so a page opened there needs no CORS at all.
+    CLASSIFY_URL    = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-classify"
+    ALLOWED_ORIGINS = join(",", var.page_origins)
   }
 
   memory_mib = {

@@ -136,6 +136,17 @@ variable "invoker_members" {
   }
 }
 
+variable "page_origins" {
+  description = "Browser origins allowed to call the functions from another origin (CORS; ALLOWED_ORIGINS), e.g. [\"http://localhost:8000\"] for the forecast page opened through `gcloud run services proxy` on port 8000. Empty: same-origin only. Never \"*\": calls carry API keys."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.page_origins : can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", o))])
+    error_message = "Each page_origins entry must be an origin like https://host or http://localhost:8000 (no path, no \"*\")."
+  }
+}
+
 variable "ingress_settings" {
   description = "Network ingress for both functions. ALLOW_ALL (default) lets authorised callers reach the functions from anywhere and relies on IAM (roles/run.invoker) plus API keys; ALLOW_INTERNAL_ONLY / ALLOW_INTERNAL_AND_GCLB additionally require callers inside the VPC or behind a load balancer."
   type        = string

@@ -21,7 +21,10 @@ PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
 FUNCTIONS = TASK_NAMES
 RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "store_gcs",
                    "registry", "model_cache", "service", "logs", "auth",
-                   "models")
+                   "models", "page", "promotions", "advisories")
+# The forecast page's files, shipped in velocast/static/ beside the API spec.
+PAGE_FILES = ("forecast.html", "forecast.css", "forecast.js", "forecast-api.js",
+              "forecast-map.js", "forecast-chart.js")
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}
 
 

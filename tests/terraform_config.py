@@ -29,6 +29,8 @@ FUNCTION_ENV = {
     "REFRESH_SECONDS",
     "MAX_RECORDS",
     "LOG_LEVEL",
+    "CLASSIFY_URL",
+    "ALLOWED_ORIGINS",
 }
 
 

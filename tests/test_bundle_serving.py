@@ -228,6 +228,10 @@ def test_bundle_serves_the_old_systems_request(fn, venvs, build_dir, trained_sto
         assert status == 200 and health["models"], health
         status, error = _http("POST", url, OLD_BODIES[fn], {"X-API-Key": "wrong"})
         assert status == 403 and error["error"]["code"] == "forbidden"
+        # The forecast page's files ship in the bundle (velocast/static/) and are served.
+        for path, marker in (("/app", b"app/forecast.js"), ("/app/forecast-map.js", b"drawMap")):
+            with urllib.request.urlopen(url + path, timeout=30) as page:
+                assert page.status == 200 and marker in page.read()
 
     assert process.poll() is not None  # stopped
     log = log_path.read_text(errors="replace")

@@ -74,7 +74,8 @@ def test_make_demo_from_a_fresh_tree(tmp_path):
         pytest.fail(f"demo did not finish in 25 minutes:\n{output[-6000:]}")
     assert demo.returncode == 0, output[-6000:]
     assert "no model published" in output  # it had to train
-    assert output.count("HTTP 200") == 2, output[-6000:]
+    assert output.count("HTTP 200") == 3, output[-6000:]  # classify, regress, the page
+    assert f"forecast page: http://127.0.0.1:{regress_port}/app" in output
     assert f"127.0.0.1:{classify_port}/predict" in output
     assert f"127.0.0.1:{regress_port}/predict" in output
     assert '"label"' in output and '"predictions"' in output

@@ -22,6 +22,7 @@ from tests.bundles import (  # noqa: E402
     OFFLINE_DISTRIBUTIONS,
     PACKAGE_SCRIPT,
     ROOT,
+    PAGE_FILES,
     RUNTIME_MODULES,
     package,
     run_package,
@@ -30,7 +31,7 @@ from tests.bundles import (  # noqa: E402
 pytest_plugins = ["tests.bundles"]
 
 # Offline parts of shared/velocast/, never shipped.
-OFFLINE_PARTS = ("train", "dev", "publish.py")
+OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
 
 
 def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
@@ -49,6 +50,7 @@ def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
             and "__pycache__" not in p.parts)])
         assert files == shipped
         assert set(expected) <= set(files)
+        assert {f"velocast/static/{f}" for f in PAGE_FILES} <= set(files)
         assert not any(f.startswith("velocast/train") for f in files)
         assert not any(f.startswith(("velocast/dev", "velocast/publish")) for f in files)
         assert (folder / "main.py").read_bytes() == (ROOT / "functions" / fn / "main.py").read_bytes()

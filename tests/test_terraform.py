@@ -95,6 +95,7 @@ def test_variable_defaults_are_safe(tf):
     assert v["public"]["default"] is False
     assert v["force_destroy_buckets"]["default"] is False
     assert v["invoker_members"]["default"] == []
+    assert v["page_origins"]["default"] == [], "no other origin may call by default"
     for name, spec in _functions(tf).items():
         assert spec["min_instances"] == 0, f"{name}: something would run (and bill) at rest"
         assert spec["concurrency"] == 8, name

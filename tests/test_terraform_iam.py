@@ -71,7 +71,7 @@ def test_function_sa_holds_exactly_models_reader_and_secret_accessor(tf, sa):
             assert "google_secret_manager_secret.admin_key" in text, key
 
 
-def test_trainer_can_create_and_read_models_but_not_delete(tf):
+def test_trainer_can_create_and_read_models_and_counts_but_not_delete(tf):
     bindings = _bindings_of(tf, "trainer")
     grants = {
         (k.split(".", 1)[0], role)
@@ -83,9 +83,21 @@ def test_trainer_can_create_and_read_models_but_not_delete(tf):
         ("google_storage_bucket_iam_member", "roles/storage.objectCreator"),
         ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
     }, grants
-    for key, body in bindings.items():
-        if key.startswith("google_storage_bucket_iam_member."):
-            assert body["bucket"] == "${google_storage_bucket.models.name}", key
+    buckets = {body["bucket"] for key, body in bindings.items()
+               if key.startswith("google_storage_bucket_iam_member.")}
+    assert buckets == {"${google_storage_bucket.models.name}", "${google_storage_bucket.data.name}"}
+
+
+def test_scheduler_may_only_run_the_retrain_job(tf):
+    bindings = _bindings_of(tf, "scheduler")
+    assert {k.split(".", 1)[0] for k in bindings} == {"google_cloud_run_v2_job_iam_member"}, bindings
+    (body,) = bindings.values()
+    assert body["role"] == "roles/run.invoker"
+    assert body["name"] == "${google_cloud_run_v2_job.retrain.name}"
+    (job,) = _of_type(tf, "google_cloud_scheduler_job").values()
+    assert job["schedule"] == "${var.trainer_schedule}"
+    target = job["http_target"][0] if isinstance(job["http_target"], list) else job["http_target"]
+    assert target["uri"].endswith(":run") and target["http_method"] == "POST"
 
 
 def test_models_bucket_readers_and_writers(tf):

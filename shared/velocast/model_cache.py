@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import model_checks, registry, tasks
+from velocast import model_checks, promotions, registry, tasks
 from velocast.errors import NoModelAvailable, UnknownModelChoice
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
@@ -86,6 +86,7 @@ class ModelCache:
 
     def _list(self) -> list[registry.Entry]:
         entries = registry.list_entries(self.store, task=self.task)
+        self._promotions = promotions.list_promotions(self.store, self.task)
         with self._lock:
             self._entries = entries
             self._listed_at = time.monotonic()
@@ -120,6 +121,10 @@ class ModelCache:
                 self._failed_at = time.monotonic()
         return entries
 
+    def ranked(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
+        """Entries to try for (type, metric), best first: the newest promotion decides."""
+        return promotions.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
+
     # -- loading ----------------------------------------------------------------------
     def _load(self, entry: registry.Entry) -> LoadedModel:
         import onnxruntime as ort  # noqa: PLC0415  (import cost paid once, at first load)
@@ -131,6 +136,7 @@ class ModelCache:
         session = ort.InferenceSession(model_bytes, sess_options=options,
                                        providers=["CPUExecutionProvider"])
         table = CounterTable.from_dict(card["counter_table"])
+        table.outages = card["counter_table"].get("outages", {})  # advisories.for_batch
         model_checks.check(self.task, session, table)   # raises: refused, last good kept
         return LoadedModel(entry, table, session, session.get_inputs()[0].name)
 
@@ -200,7 +206,7 @@ class ModelCache:
             types = sorted({e.model_type for e in entries})
             raise UnknownModelChoice("model_type", f"no published {self.task} model of type "
                                      f"{model_type!r}; published: {', '.join(types)}")
-        model = self._first_good(registry.ranked(entries, self.task, metric, model_type))
+        model = self._first_good(self.ranked(entries, model_type, metric))
         if model is None:
             raise NoModelAvailable(f"no loadable {self.task} model for type "
                                    f"{model_type or 'any'} and metric {metric}")
@@ -224,7 +230,7 @@ class ModelCache:
             return {"refreshed": False, "error": str(exc), "models": self.serving()}
         keys = set(before) or {(None, tasks.get(self.task).default_metric)}
         for model_type, metric in keys:
-            model = self._first_good(registry.ranked(entries, self.task, metric, model_type))
+            model = self._first_good(self.ranked(entries, model_type, metric))
             if model is not None:
                 with self._lock:
                     self._serving[(model_type, metric)] = model

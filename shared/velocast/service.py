@@ -3,7 +3,8 @@ line per request. A function's main.py only says how its model's outputs become 
 response.
 
 Routes: POST / and /predict, GET /health, GET /models, POST /refresh (aliases
-/refresh_model and the old front's /refresh_models), GET /docs and /openapi.json.
+/refresh_model and the old front's /refresh_models), GET /docs and /openapi.json,
+GET /counters; the forecast page and CORS preflights are velocast.page's.
 Every error is {"error": {"code", "message", "details"}}.
 """
 
@@ -17,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import api_docs, logs, protocols, registry, tasks
+from velocast import advisories, api_docs, logs, page, promotions, protocols, registry, tasks
 from velocast import body as request_body
 from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix
@@ -33,7 +34,8 @@ REFRESH_ROUTES = ("/refresh", "/refresh_model", "/refresh_models")
 DOCUMENTS = {"/docs": ("text/html; charset=utf-8", api_docs.page),
              "/openapi.json": ("application/json; charset=utf-8", api_docs.spec_bytes)}
 ROUTES = {**{r: "POST" for r in PREDICT_ROUTES + REFRESH_ROUTES},
-          "/health": "GET", "/models": "GET", **{r: "GET" for r in DOCUMENTS}}
+          "/health": "GET", "/models": "GET", "/counters": "GET",
+          **{r: "GET" for r in DOCUMENTS}}
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class Service:
             logs.configure()
             settings = Settings.from_env(self.environ)
             self._keys = KeyRing.from_env(self.environ)
+            self._page_config = page.PageConfig.from_env(self.environ)
             self._cache = ModelCache(settings.model_store, self.task, settings.refresh_seconds,
                                      settings.onnx_threads)
             self._settings = settings
@@ -132,6 +135,11 @@ class Service:
             token = logs.current_trace.set(logs.trace_from_header(
                 request.headers.get("X-Cloud-Trace-Context"), self._settings.project))
             status, body, headers, error_code = 200, None, {}, None
+            answer = page.serve(self, request)  # the page's files and CORS preflights
+            if answer is not None:
+                self._log_request(request, answer[1], len(answer[0]),
+                                  time.perf_counter() - started, 0, None)
+                return answer
             try:
                 body, records = self._route(request)
             except ApiError as exc:
@@ -152,6 +160,7 @@ class Service:
                 headers = {"Content-Type": "application/json; charset=utf-8", **headers}
             latency = time.perf_counter() - started
             self._log_request(request, status, len(payload), latency, records, error_code)
+            headers = {**headers, **page.cors_headers(request, self._page_config)}
             if _body_left_unread(request):
                 request_body.cut_unread(request, self._settings.body_timeout_seconds)
                 return _answer_unread(payload, status, headers)
@@ -199,6 +208,9 @@ class Service:
         if path == "/models":
             self._keys.check_client(request.headers)
             return self._models(), 0
+        if path == "/counters":
+            self._keys.check_client(request.headers)
+            return page.counters(self.cache), 0
         if path in REFRESH_ROUTES:
             self._keys.check_admin(request.headers)
             return self.cache.refresh(), 0
@@ -225,12 +237,14 @@ class Service:
     def _models(self) -> dict:
         health = self.cache.health()
         entries = self.cache.entries()
-        default = registry.best(entries, self.task)
+        # The model a request without options gets (the newest promotion's, if any).
+        default = next(iter(self.cache.ranked(entries, None, registry.DEFAULT_METRIC[self.task])), None)
         return {"task": self.task, "default": default.to_dict() if default else None,
                 "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
                 "serving": health["models"], "store": health["store"],
                 "feature_spec_version": health["feature_spec_version"],
-                "error": health["error"], "refused": health["refused"]}
+                "error": health["error"], "refused": health["refused"],
+                "served": promotions.describe_served(self.cache.store, entries, self.task)}
 
     def _read_json(self, request) -> dict:
         content_type = (request.mimetype or "").lower()
@@ -298,7 +312,8 @@ class Service:
         response = self.description.response(outputs, model)
         metric = options["metric"] or self.description.default_metric
         response["model"] = model.describe(metric)
-        warnings = parsed.warnings + [
+        warnings = parsed.warnings + advisories.for_batch(
+            parsed.names, parsed.epoch_seconds, model.table) + [
             {"record": row, "field": COUNTER,
              "message": f"counter {parsed.names[row]!r} was not seen in training; "
                         "predicted from the nearest known counters"}

@@ -1,4 +1,4 @@
-"""python -m velocast.train --data FILE --store DIR_OR_GS_URI"""
+"""python -m velocast.train (--data FILE | --from-store [URI]) --store DIR_OR_GS_URI"""
 
 from __future__ import annotations
 
@@ -6,8 +6,22 @@ import argparse
 import sys
 import time
 
+from velocast.store import StoreError, open_store
+from velocast.train.counts import load_window
 from velocast.train.data import DataFormatError, load_counts
 from velocast.train.pipeline import MODELS, say, summary_table, train
+
+
+WINDOW_DAYS = 396
+
+
+def load_frame(data: str | None, store_uri: str | None, window_days: int = WINDOW_DAYS):
+    """The training rows: from an export file, or the newest days ingested into a store."""
+    if data:
+        return load_counts(data)[0]
+    if not store_uri:
+        raise ValueError("--from-store needs a store URI (or --store)")
+    return load_window(open_store(store_uri), window_days)
 
 
 def main(argv=None, store=None) -> int:
@@ -17,7 +31,13 @@ def main(argv=None, store=None) -> int:
         prog="python -m velocast.train",
         description="Train, evaluate on a time-based holdout, export to ONNX, check parity "
                     "and publish the models to a store.")
-    parser.add_argument("--data", required=True, help="Paris export CSV (optionally .gz)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="Paris export CSV (optionally .gz)")
+    source.add_argument("--from-store", nargs="?", const="", metavar="URI",
+                        help="train on the counts ingested into a store (default: --store)")
+    parser.add_argument("--window-days", type=int, default=WINDOW_DAYS,
+                        help=f"with --from-store: the newest N days (default {WINDOW_DAYS}, "
+                             "13 months, what the live export holds)")
     parser.add_argument("--store", help="folder or gs://bucket/prefix to publish to; "
                         "omit to evaluate only")
     parser.add_argument("--models", default=",".join(MODELS),
@@ -27,10 +47,10 @@ def main(argv=None, store=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        frame, _ = load_counts(args.data)
+        frame = load_frame(args.data, args.from_store or args.store, args.window_days)
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         outcomes = train(frame, store or args.store, models, args.holdout_days)
-    except (DataFormatError, ValueError, FileNotFoundError) as exc:
+    except (DataFormatError, ValueError, FileNotFoundError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(outcomes))

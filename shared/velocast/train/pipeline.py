@@ -241,47 +241,59 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
         outcomes.append(outcome)
         if store is None:
             continue
-        started = time.perf_counter()
-        say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
-        estimator = fit(spec, final)
-        outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
-        onnx_bytes = export.to_onnx(estimator, spec.task)
-        outcome.onnx_bytes = len(onnx_bytes)
-        outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
-        if outcome.parity_gap > export.PARITY_TOLERANCE:
-            outcome.refused = (f"ONNX output differs from scikit-learn by {outcome.parity_gap:.2e} "
-                               f"(> {export.PARITY_TOLERANCE:g})")
-        elif len(onnx_bytes) > MAX_ONNX_BYTES:
-            outcome.refused = f"ONNX file is {len(onnx_bytes):,} bytes (> {MAX_ONNX_BYTES:,})"
-        if outcome.refused:
-            say(f"{prefix}: NOT published: {outcome.refused}")
-            continue
-        card = {
-            "task": spec.task,
-            "model_type": model_type,
-            "description": spec.description,
-            "metrics": metrics,
-            "metrics_source": {**_range(holdout_rows), "note": (
-                f"last {holdout_days} days, scored by a model fitted on the rows before them; "
-                "the published model was then refitted on all rows")},
-            "trained_from": _range(all_rows)["from"],
-            "trained_to": _range(all_rows)["to"],
-            "training_rows": len(all_rows),
-            "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
-            "feature_spec_version": FEATURE_SPEC_VERSION,
-            "feature_names": list(FEATURE_NAMES),
-            "target": ("1 if the hourly count is above the counter's mean count in the "
-                       "training rows, else 0") if spec.task == "classify" else "log1p(hourly count)",
-            "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
-                     "parity_max_abs_diff": outcome.parity_gap},
-            "counter_table": final_table.to_dict(),
-            "libraries": library_versions(),
-            "training_seconds": outcome.seconds,
-        }
-        outcome.published = registry.publish(store, onnx_bytes, card)
-        say(f"{prefix}: published version {outcome.published.version} "
-            f"({len(onnx_bytes) / 1e6:.2f} MB, parity gap {outcome.parity_gap:.1e})")
+        source = {**_range(holdout_rows), "note": (
+            f"last {holdout_days} days, scored by a model fitted on the rows before them; "
+            "the published model was then refitted on all rows")}
+        finalize(store, model_type, outcome, final, parity_rows, source, all_rows, prefix)
     return outcomes
+
+
+def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_rows: np.ndarray,
+             metrics_source: dict, all_rows: pd.DataFrame, prefix: str, extra_card=None) -> None:
+    """Final fit on every row, ONNX export, parity gate, publish; fills `outcome`."""
+    spec = MODELS[model_type]
+    # roc_auc is NaN when the holdout holds one class only: not a publishable figure.
+    metrics = {k: v for k, v in outcome.metrics.items() if np.isfinite(v)}
+    started = time.perf_counter()
+    say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
+    estimator = fit(spec, final)
+    outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
+    onnx_bytes = export.to_onnx(estimator, spec.task)
+    outcome.onnx_bytes = len(onnx_bytes)
+    outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
+    if outcome.parity_gap > export.PARITY_TOLERANCE:
+        outcome.refused = (f"ONNX output differs from scikit-learn by {outcome.parity_gap:.2e} "
+                           f"(> {export.PARITY_TOLERANCE:g})")
+    elif len(onnx_bytes) > MAX_ONNX_BYTES:
+        outcome.refused = f"ONNX file is {len(onnx_bytes):,} bytes (> {MAX_ONNX_BYTES:,})"
+    if outcome.refused:
+        say(f"{prefix}: NOT published: {outcome.refused}")
+        return
+    card = {
+        "task": spec.task,
+        "model_type": model_type,
+        "description": spec.description,
+        "metrics": metrics,
+        "metrics_source": metrics_source,
+        "trained_from": _range(all_rows)["from"],
+        "trained_to": _range(all_rows)["to"],
+        "training_rows": len(all_rows),
+        "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "target": ("1 if the hourly count is above the counter's mean count in the "
+                   "training rows, else 0") if spec.task == "classify" else "log1p(hourly count)",
+        "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
+                 "parity_max_abs_diff": outcome.parity_gap},
+        "counter_table": final.table.to_dict(),
+        "libraries": library_versions(),
+        "training_seconds": outcome.seconds,
+    }
+    for key, value in (extra_card or {}).items():   # mappings are merged, not replaced
+        card[key] = {**card[key], **value} if isinstance(card.get(key), dict) else value
+    outcome.published = registry.publish(store, onnx_bytes, card)
+    say(f"{prefix}: published version {outcome.published.version} "
+        f"({len(onnx_bytes) / 1e6:.2f} MB, parity gap {outcome.parity_gap:.1e})")
 
 
 def summary_table(outcomes: list[Outcome]) -> str:

@@ -1,0 +1,215 @@
+"""Downloading the Paris portal's export (Opendatasoft Explore API v2.1) and checking it.
+
+One export call per ingest, asking only for the four columns the pipeline uses
+(`select`): the live rows carry two photo-URL columns of ~1 kB each, so the 16-column
+file is ~10x the size of the selected one (the 21-row live sample: 1,340 bytes a row
+in full, 120 selected). A count of the same `where` (`/records?limit=0`, its
+`total_count`) is asked first: an export has no trailer, so a body cut on a line
+boundary would otherwise look complete.
+
+A download is all or nothing: HTTP errors are retried a bounded number of times, and
+a cut, garbled or re-shaped body raises Refused, so the caller stores nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import sys
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+DATASET = "comptage-velo-donnees-compteurs"
+DEFAULT_SOURCE = "https://opendata.paris.fr"
+EXPORT_PATH = f"/api/explore/v2.1/catalog/datasets/{DATASET}/exports/csv"
+RECORDS_PATH = f"/api/explore/v2.1/catalog/datasets/{DATASET}/records"
+
+# field name -> the label `use_labels=true` puts in the header (GCP-NOTES.md, and the
+# header of the live sample paris-export-sample-2021-09.csv).
+FIELDS = {
+    "nom_compteur": "Nom du compteur",
+    "sum_counts": "Comptage horaire",
+    "date": "Date et heure de comptage",
+    "coordinates": "Coordonnées géographiques",
+}
+LABELS = tuple(FIELDS.values())
+
+# (connect, read) seconds: read is per socket read, not for the whole body, so a slow
+# but moving 13-month download (~60 MB selected) is not cut, a stalled one is.
+TIMEOUT = (10.0, 60.0)
+ATTEMPTS = 4
+BACKOFF_SECONDS = 2.0
+# More unusable rows than this share means the body is garbled, not a few bad rows.
+MAX_BAD_ROW_SHARE = 0.05
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class Refused(Exception):
+    """The download is unusable as a whole; nothing from it may be stored."""
+
+
+@dataclass
+class Download:
+    rows: list[tuple[str, int, float, float, float]]   # counter, epoch, count, lat, lon
+    received: int
+    refused_rows: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def where_clause(since: dt.datetime | None, until: dt.datetime | None) -> str | None:
+    """ODSQL on the `date` field with `date'...'` literals (ISO 8601, explicit offset)."""
+    parts = []
+    if since is not None:
+        parts.append(f"date >= date'{since.isoformat()}'")
+    if until is not None:
+        parts.append(f"date < date'{until.isoformat()}'")
+    return " and ".join(parts) or None
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _get(session: requests.Session, url: str, params: dict, stream: bool, timeout, attempts: int,
+         backoff: float):
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            response = session.get(url, params=params, stream=stream, timeout=timeout)
+            if response.status_code == 200:
+                return response
+            last = f"HTTP {response.status_code} from {url}"
+            response.close()
+            if response.status_code not in RETRYABLE_STATUS:
+                break
+        except requests.RequestException as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if attempt < attempts:
+            say(f"portal: {last}; retry {attempt}/{attempts - 1}")
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise Refused(f"portal unreachable after {attempts} attempt(s): {last}")
+
+
+def _count(session, base: str, where: str | None, timeout, attempts, backoff) -> int:
+    params = {"limit": 0, **({"where": where} if where else {})}
+    response = _get(session, base + RECORDS_PATH, params, False, timeout, attempts, backoff)
+    try:
+        return int(response.json()["total_count"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Refused(f"record count unreadable: {exc}") from None
+
+
+def _body(session, base: str, params: dict, timeout, attempts, backoff, expected: int) -> bytes:
+    """The whole body, read with progress; a connection cut mid-body is retried."""
+    last = ""
+    for attempt in range(1, attempts + 1):
+        chunks, size, started, shown = [], 0, time.monotonic(), time.monotonic()
+        try:
+            response = _get(session, base + EXPORT_PATH, params, True, timeout, 1, backoff)
+        except Refused as exc:
+            response, last = None, str(exc)
+        try:
+            if response is None:
+                raise requests.RequestException(last)
+            for chunk in response.iter_content(1 << 16):
+                chunks.append(chunk)
+                size += len(chunk)
+                if time.monotonic() - shown >= 5:
+                    shown = time.monotonic()
+                    say(f"portal: {size / 1e6:.1f} MB received ({size / (shown - started) / 1e6:.1f}"
+                        f" MB/s; ~{expected:,} rows expected)")
+            return b"".join(chunks)
+        except requests.RequestException as exc:
+            # urllib3 enforces Content-Length: a body shorter than announced lands here.
+            if response is not None:
+                last = f"download cut after {size:,} bytes: {type(exc).__name__}: {exc}"
+        finally:
+            if response is not None:
+                response.close()
+        if attempt < attempts:
+            say(f"portal: {last}; retry {attempt}/{attempts - 1}")
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise Refused(last)
+
+
+def parse(body: bytes, expected: int | None) -> Download:
+    """Rows of a `use_labels=true` semicolon export; Refused if it is not whole."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Refused(f"body is not UTF-8 ({exc})") from None
+    if text and not text.endswith("\n"):
+        raise Refused("body does not end with a line end: it was cut")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
+    header = next(reader, None)
+    if header is None:
+        raise Refused("empty body: no header")
+    missing = [label for label in LABELS if label not in header]
+    if missing:
+        raise Refused(f"schema changed: missing column(s) {', '.join(map(repr, missing))}; "
+                      f"header is {';'.join(header)!r}")
+    at = [header.index(label) for label in LABELS]
+    width = len(header)
+    rows, refused, received = [], {}, 0
+    for line, fields in enumerate(reader, 2):
+        received += 1
+        if len(fields) != width:
+            raise Refused(f"line {line} has {len(fields)} fields, the header {width}: garbled or cut")
+        name, count, moment, coordinates = (fields[i].strip() for i in at)
+        try:
+            when = dt.datetime.fromisoformat(moment)
+        except ValueError:
+            raise Refused(f"line {line}: unreadable date {moment[:40]!r}") from None
+        if when.tzinfo is None:
+            raise Refused(f"line {line}: date {moment!r} has no UTC offset")
+        why = None
+        try:
+            value = float(count)
+            if not value >= 0 or value != value:
+                why = "negative count"
+        except ValueError:
+            why = "no count" if not count else "bad count"
+        lat = lon = float("nan")
+        if why is None:
+            try:
+                lat_text, lon_text = coordinates.split(",")
+                lat, lon = float(lat_text), float(lon_text)
+                if abs(lat) > 90 or abs(lon) > 180:
+                    why = "bad coordinates"
+            except ValueError:
+                why = "no coordinates" if not coordinates else "bad coordinates"
+        if why is None and not name:
+            why = "no counter name"
+        if why:
+            refused[why] = refused.get(why, 0) + 1
+            continue
+        rows.append((name, int(when.timestamp()), value, lat, lon))
+    if expected is not None and received < expected:
+        raise Refused(f"got {received:,} rows, the portal counts {expected:,}: the body was cut")
+    bad = sum(refused.values())
+    if received and bad > MAX_BAD_ROW_SHARE * received:
+        raise Refused(f"{bad:,} of {received:,} rows unusable ({refused}): garbled")
+    return Download(rows, received, refused, len(body))
+
+
+def fetch(source: str, since: dt.datetime | None, until: dt.datetime | None = None,
+          timeout=TIMEOUT, attempts: int = ATTEMPTS, backoff: float = BACKOFF_SECONDS) -> Download:
+    """Every row with since <= date < until, checked whole (raises Refused)."""
+    base = source.rstrip("/")
+    where = where_clause(since, until)
+    params = {"select": ",".join(FIELDS), "order_by": "date", "use_labels": "true",
+              "timezone": "Europe/Paris", "with_bom": "true"}
+    if where:
+        params["where"] = where
+    started = time.monotonic()
+    with requests.Session() as session:
+        expected = _count(session, base, where, timeout, attempts, backoff)
+        say(f"portal: {expected:,} rows to fetch ({where or 'everything'})")
+        body = _body(session, base, params, timeout, attempts, backoff, expected)
+    download = parse(body, expected)
+    download.seconds = time.monotonic() - started
+    return download

@@ -13,8 +13,8 @@ SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
 .PHONY: help install browser test test-fast sample-data train models serve demo api-spec package \
-        bench backtest tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key \
-        retire-keys destroy clean ingest retrain report trainer-image
+        bench bench-versions backtest tf-fmt tf-check tf-schema checkov plan deploy publish \
+        api-key admin-key retire-keys destroy clean ingest retrain report trainer-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ package: install ## build/<function> for every function: lean bundles and their 
 
 bench: install ## benchmark against the old design; writes bench/results.json
 	$(PY) bench/run.py
+
+bench-versions: install ## velocast at BEFORE (default 50915b8) vs this tree; writes bench/versions.json
+	OMP_NUM_THREADS=1 $(PY) -m bench.versions $(if $(BEFORE),--before $(BEFORE))
 
 tf-fmt: ## format the Terraform files
 	terraform fmt -recursive terraform

@@ -7,13 +7,14 @@ STORE ?= models
 SAMPLE := data/paris-sample.csv
 DATA ?= $(SAMPLE)
 MODELS ?= gbdt,rf,nn,affluence
+REAL_DATA := ../shared/data/paris-bike-counts-2020-09-01_2021-08-09.csv.gz
 TFVARS ?= terraform/terraform.tfvars
 SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
 .PHONY: help install browser test test-fast sample-data train models serve demo api-spec package \
-        bench attack tf-fmt tf-check tf-schema checkov plan deploy publish api-key admin-key retire-keys \
-        destroy clean ingest retrain report trainer-image
+        bench bench-versions backtest attack tf-fmt tf-check tf-schema checkov plan deploy publish \
+        api-key admin-key retire-keys destroy clean ingest retrain report trainer-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,7 +55,12 @@ sample-data: install ## write the deterministic synthetic sample to data/paris-s
 	$(PY) -m velocast.train.sample --out $(SAMPLE)
 
 train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish: make train DATA=file.csv[.gz] STORE=folder|gs://bucket/prefix
-	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS)
+	$(PY) -m velocast.train --data $(DATA) --store $(STORE) --models $(MODELS) \
+		$(if $(wildcard bench/backtest.json),--backtest bench/backtest.json)
+
+backtest: DATA = $(REAL_DATA)
+backtest: install ## rolling-origin backtest, 6 folds x 28 days (~6 min): make backtest [DATA=file]; writes bench/backtest.{md,json,png}
+	$(PY) -m velocast.train.backtest --data $(DATA) --models $(MODELS) --out bench/backtest
 
 ingest: install ## fetch the newest counts from the portal into STORE: make ingest STORE=... SOURCE=https://opendata.paris.fr
 	$(PY) -m velocast.ingest --store $(STORE) --source $(SOURCE)
@@ -89,6 +95,9 @@ package: install ## build/<function> for every function: lean bundles and their 
 
 bench: install ## benchmark against the old design; writes bench/results.json
 	$(PY) bench/run.py
+
+bench-versions: install ## velocast at BEFORE (default 50915b8) vs this tree; writes bench/versions.json
+	OMP_NUM_THREADS=1 $(PY) -m bench.versions $(if $(BEFORE),--before $(BEFORE))
 
 attack: install ## issue 10's attacks before/after the hardening; writes bench/attack.json
 	OMP_NUM_THREADS=1 $(PY) -m bench.attack

@@ -1,8 +1,9 @@
 """Issue 10's attacks on a real regress function on loopback, before and after the
 hardening, side by side: `python -m bench.attack` (= make attack) writes bench/attack.json
-and bench/attack.png. "before" is BEFORE_COMMIT (git archive, its velocast on PYTHONPATH),
-"after" this tree; both under functions-framework, THREADS=8 (the deployed concurrency),
-default limits (10 MiB bodies, 10,000 records, 10 s body deadline). Per side:
+and bench/attack.png. "before" is BEFORE_COMMIT (bench.versions.extract, its velocast on
+PYTHONPATH), "after" this tree, each with a store from its own trainer; both under
+functions-framework, THREADS=8 (the deployed concurrency), default limits (10 MiB bodies,
+10,000 records, 10 s body deadline). Per side:
   a. one valid record + a ~10 MB `"pad": [[[]], ...]` member, alone and 8 at once: statuses
      and the workers' RSS (the arbiter's children; sampled every 50 ms, VmHWM reset first);
   b. 8 connections sending headers (Content-Length: 1000) and part of a body: how long
@@ -27,7 +28,6 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,6 +35,7 @@ from pathlib import Path
 from bench.attack_report import chart, table
 from bench.common import (ADMIN_KEY, API_KEY, BENCH, ROOT, SAMPLE, Workers, cpu_model,
                           library_versions, percentile, say, sampling)
+from bench.versions import Side, extract, train
 from velocast.dev.bodies import OLD_RECORD
 from velocast.dev.servers import FunctionServer, function_source, get_status
 
@@ -56,26 +57,18 @@ def post_head(length: int, path: str = "/predict") -> bytes:
 
 
 # ------------------------------------------------------------------ servers and memory
-def ensure_store(arg: str | None, work: Path) -> str:
-    """--store, else ./models when it serves regress, else a store trained once on the
-    synthetic sample into WORK/attack-models."""
-    from bench.training import published  # noqa: PLC0415
-
-    for candidate in ([arg] if arg else [str(ROOT / "models"), str(work / "attack-models")]):
-        with contextlib.suppress(Exception):
-            if any(task == "regress" for task, _ in published(candidate)):
-                return candidate
-    if arg:
-        raise SystemExit(f"bench.attack: --store {arg} holds no regress model")
+def stores_for(args, before: Path) -> dict:
+    """--store for both sides, else each side's own trainer on the synthetic sample
+    (bench.versions.train: the model checks differ between the versions)."""
+    if args.store:
+        return {"before": args.store, "after": args.store}
     if not SAMPLE.exists():
         subprocess.run([sys.executable, "-m", "velocast.train.sample", "--out", str(SAMPLE)],
                        check=True, cwd=ROOT)
-    store = work / "attack-models"
-    say(f"training gbdt,rf,nn on {SAMPLE.name} into {store}")
-    subprocess.run([sys.executable, "-m", "velocast.train", "--data", str(SAMPLE), "--store",
-                    str(store), "--models", "gbdt,rf,nn"], check=True, cwd=ROOT,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return str(store)
+    work = BENCH / "out" / "attack-stores"
+    work.mkdir(parents=True, exist_ok=True)
+    return {side.name: train(side, SAMPLE, work) for side in
+            (Side("before", before, args.before), Side("after", ROOT, "this tree"))}
 
 
 def start(side: str, tree: Path | None, store: str, log_dir: Path, tag: str) -> FunctionServer:
@@ -320,8 +313,8 @@ def run_side(side: str, tree: Path | None, store: str, args, log_dir: Path) -> d
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.attack",
                                 description="issue 10's attacks, before and after the hardening")
-    p.add_argument("--store", help="a store with regress models (default: ./models, else "
-                   "trained once on the synthetic sample into bench/out/attack-models)")
+    p.add_argument("--store", help="a store both sides can serve (default: each side's "
+                   "trainer on the synthetic sample, into bench/out/attack-stores)")
     p.add_argument("--before", default=BEFORE_COMMIT, help="the commit before the hardening")
     for name, default, what in (("pad-bytes", 10_000_000, "padding body size"),
                                 ("concurrent", 8, "padding requests at once"),
@@ -343,24 +336,20 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     log_dir = BENCH / "out" / "attack-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    store = ensure_store(args.store, BENCH / "out")
+    tree = extract(args.before, BENCH / "out" / "versions").root  # git archive, cached
+    stores = stores_for(args, tree)
     load_start = os.getloadavg()
     result = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
                           "platform": platform.platform(), "loadavg_start": load_start,
                           "note": "shared with other jobs (other helpers' tests and benches); "
                                   "times are wall clock and inflated by the load average"},
-              "settings": {"threads": THREADS, "store": store, "cap_s": args.cap,
+              "settings": {"threads": THREADS, "stores": stores, "cap_s": args.cap,
                            **{k: v for k, v in vars(args).items()
                               if k not in ("out", "store", "cap")}},
               "versions": library_versions()}
-    with tempfile.TemporaryDirectory(prefix="velocast-before-") as tmp:
-        archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        tree = Path(tmp)
-        result["before"] = run_side("before", tree, store, args, log_dir)
-    result["after"] = run_side("after", None, store, args, log_dir)
+    result["before"] = run_side("before", tree, stores["before"], args, log_dir)
+    result["after"] = run_side("after", None, stores["after"], args, log_dir)
     result["machine"]["loadavg_end"] = os.getloadavg()
     result["table"] = (text := table(result)).splitlines()
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")

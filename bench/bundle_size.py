@@ -52,10 +52,10 @@ class BundleVenvs:
         folder = self.work / self._key(reqs)
         return folder if (folder / ".bench-installed").exists() else None
 
-    def start(self) -> None:
+    def start(self, requirements: list[Path] | None = None) -> None:
+        """Install `requirements` (default: each function's) in the background."""
         todo = {}
-        for name in FUNCTIONS:
-            reqs = requirements_for(name)
+        for reqs in requirements or [requirements_for(name) for name in FUNCTIONS]:
             if reqs.exists() and not self.cached(reqs):
                 todo[self._key(reqs)] = reqs
         if not todo or not self.allowed:

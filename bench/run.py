@@ -18,7 +18,9 @@ Phases (all in one run, on the same rows and the same machine), one module each:
      fake-gcs-server (gs:// store), median of several starts, old vs velocast;
   6. bench/bundle_size.py: installed size per function (venv from the bundle's
      requirements.txt);
-  7. bench/batch.py: records per vCPU-second of BigQuery-shaped batches, old vs velocast.
+  7. bench/batch.py: records per vCPU-second of BigQuery-shaped batches, old vs velocast;
+  8. bench/versions.py: velocast before and after the issue-12 refactor (a commit vs the
+     working tree): cold start, 1-record latency, bundle size (bench/versions.json).
 bench/report.py judges the targets and writes results.json, latency.png and the table.
 Targets are reported pass/fail, never asserted. See bench/README.md.
 """
@@ -37,7 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py` (make bench): the repo root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import batch, report  # noqa: E402
+from bench import batch, report, versions  # noqa: E402
 from bench.bundle_size import BundleVenvs, measure_bundles  # noqa: E402
 from bench.coldstart import cold_start_phase  # noqa: E402
 from bench.common import BENCH, FUNCTIONS, file_identity, make_records, say  # noqa: E402
@@ -219,6 +221,16 @@ def main(argv=None) -> int:
         **({"sizes": (500, 5_000), "seconds": 0.5, "clients": (1, 2)} if quick else {}))
     lap("batch")
 
+    # 8. before/after the refactor (its own file: bench/versions.json)
+    before_after = None
+    if versions.has_commit(versions.BEFORE):
+        before_after = versions.run_versions(data_path, work, out / "versions.json",
+                                             **({"starts": 2, "requests": 50, "gcs": False}
+                                                if quick else {}))
+    else:
+        say(f"versions: skipped, commit {versions.BEFORE} is not in this clone")
+    lap("versions")
+
     settings = {"reps_1_record": reps1, "reps_1000_records": reps1000,
                 "load_reps": load_reps, "http_seconds": http_seconds,
                 "clients": args.clients, "soak_seconds": soak_seconds,
@@ -240,6 +252,8 @@ def main(argv=None) -> int:
     results["meta"]["duration_s"] = round(time.perf_counter() - began, 1)
     report.write(run, results, out)
     print(batch.table(batch_results))
+    if before_after:
+        print(versions.table(before_after))
     return 0
 
 

@@ -51,3 +51,17 @@ def test_bench_quick_writes_every_figure(tmp_path):
     assert results["soak"]["requests"] > 0
     assert (out / "latency.png").stat().st_size > 10_000
     assert "targets:" in completed.stdout
+    # Phase 8: the refactor's start vs this tree, each side serving its own code; a
+    # shallow clone lacks the "before" commit, and the bench says it skipped the phase.
+    from bench import versions as versions_phase
+
+    if not versions_phase.has_commit(versions_phase.BEFORE):
+        assert f"commit {versions_phase.BEFORE} is not in this clone" in completed.stdout
+        return
+    versions = json.loads((out / "versions.json").read_text())
+    for fn in ("regress", "classify"):
+        for side in ("before", "after"):
+            assert versions["cold_start"]["folder"][fn][side]["n"] == 2
+            assert versions["latency_1_record"][fn][side]["errors"] == 0
+            assert versions["bundle"][fn][side]["zip_bytes"] > 0
+    assert "cold start regress (folder) median" in completed.stdout

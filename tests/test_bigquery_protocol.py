@@ -177,7 +177,6 @@ def test_400_malformed_calls(regress, calls, words):
 @pytest.mark.parametrize("context, words", [
     ({"model_type": "xgboost"}, "xgboost"),
     ({"metric": 3}, "userDefinedContext.metric"),
-    ({"output": "interval"}, "no prediction intervals"),
     ({"output": "probability"}, "not one of count, interval"),
 ])
 def test_400_bad_user_defined_context(regress, context, words):
@@ -244,3 +243,11 @@ def test_503_when_no_model_is_published_so_bigquery_retries(tmp_path):
     assert int(r.headers["Retry-After"]) >= 1
     assert error_message(r)
     assert json.loads(r.content)  # valid JSON for BigQuery's job error
+
+
+def test_interval_output_is_the_count_and_its_80_percent_bounds(regress):
+    r = post(regress, bq_body([KNOWN], output="interval"))
+    assert r.status_code == 200, r.text
+    (reply,) = r.json()["replies"]
+    assert set(reply) == {"count", "lower", "upper"}
+    assert 0 <= reply["lower"] <= reply["count"] <= reply["upper"]

@@ -184,16 +184,13 @@ def test_snake_case_keys_and_export_headers_give_the_same_matrix(table):
     assert snake.unknown_counters == export.unknown_counters == (4,)
 
 
-def test_a_known_counter_uses_its_training_statistics_and_coordinates(table):
+def test_a_known_counter_uses_its_training_statistics(table):
     batch = matrix_of(records(), table)
     i = table.index_of("Quai d'Orsay E-O")
     row = batch.matrix[0]
     assert row[COL["counter_log_mean"]] == np.float32(table.log_mean[i])
     assert row[COL["counter_profile"]] == np.float32(table.profile[i, 0, 8])
-    assert row[COL["latitude"]] == np.float32(48.86288)
-    # The request gave no coordinates for Rivoli: the table's are used.
-    j = table.index_of("Totem 64 Rue de Rivoli E-O")
-    assert batch.matrix[2, COL["latitude"]] == np.float32(table.latitude[j])
+    assert row[COL["counter_recent"]] == np.float32(table.recent_log_mean[i])
     assert batch.mean_count[0] == pytest.approx(table.mean_count[i])
 
 
@@ -205,7 +202,8 @@ def test_an_unknown_counter_with_coordinates_borrows_its_neighbours_statistics(t
     cell = table.profile[:, day_type, hour]
     assert table.log_mean.min() < row[COL["counter_log_mean"]] < table.log_mean.max()
     assert cell.min() < row[COL["counter_profile"]] < cell.max()
-    assert row[COL["latitude"]] == np.float32(48.86) and row[COL["longitude"]] == np.float32(2.34)
+    recent = table.recent_log_mean
+    assert recent.min() < row[COL["counter_recent"]] < recent.max()
     assert batch.mean_count[4] == pytest.approx(np.expm1(row[COL["counter_log_mean"]]), rel=1e-5)
 
 
@@ -259,6 +257,36 @@ def test_counter_table_survives_a_json_round_trip(table):
     assert after.unknown_counters == before.unknown_counters
     # A second round trip is exact: nothing drifts card after card.
     assert CounterTable.from_dict(restored.to_dict()).to_dict() == restored.to_dict()
+
+
+def test_recent_level_is_each_counters_mean_over_its_own_last_days():
+    from velocast.features import RECENT_DAYS
+
+    start = epoch("2021-01-04T00:00:00+01:00")
+    days = RECENT_DAYS + 30
+    instants = start + 3600.0 * np.arange(days * 24)
+    old, new = np.full(30 * 24, 10.0), np.full(RECENT_DAYS * 24, 100.0)
+    # "B" stopped counting 10 days before "A": its level is that of its own last days.
+    names = ["A"] * len(instants) + ["B"] * (len(instants) - 240)
+    times = np.concatenate([instants, instants[:-240]])
+    counts = np.concatenate([old, new, old, new[:-240]])
+    table = CounterTable.fit(names, times, [48.85] * len(names), [2.35] * len(names), counts)
+    a, b = table.index_of("A"), table.index_of("B")
+    assert table.recent_log_mean[a] == pytest.approx(np.log1p(100.0))
+    recent_b = np.log1p(np.concatenate([old[-240:], new[:-240]])).mean()
+    assert table.recent_log_mean[b] == pytest.approx(recent_b)
+    assert table.log_mean[a] < table.recent_log_mean[a]
+
+
+def test_days_feature_is_clipped_to_the_training_range(table):
+    low, high = table.days_range
+    assert low < high
+    recs = [{"nom_du_compteur": "Quai d'Orsay E-O", "date_et_heure_de_comptage": d}
+            for d in ("2019-06-15T08:00:00+02:00", "2021-06-10T08:00:00+02:00",
+                      "2035-06-15T08:00:00+02:00")]
+    days = matrix_of(recs, table).matrix[:, COL["days"]]
+    assert days[0] == np.float32(low) and days[2] == np.float32(high)
+    assert low < days[1] < high
 
 
 def test_counter_table_profile_holes_are_filled_with_the_counter_mean():

@@ -171,8 +171,11 @@ def test_selected_counter_curve_equals_predict_with_busy_hours(browser, servers)
     usual = json.loads(browser.find_element("id", "usual-curve").get_attribute("data-values"))
     card = next(c for c in counters(servers) if c["name"] == COUNTER)
     assert usual == card["usual"][0]  # a Tuesday: the working-day profile
-    # The regress answers carry no interval (yet): no band is drawn.
-    assert not browser.find_elements("id", "band")
+    # The regress answers carry the 80 % interval: the band is drawn from it.
+    answer = predict(servers["regress"], [COUNTER], DAY)
+    band = browser.find_element("id", "band")
+    assert json.loads(band.get_attribute("data-lower")) == answer["lower"]
+    assert json.loads(band.get_attribute("data-upper")) == answer["upper"]
     week = browser.find_elements("css selector", "#week button")
     assert [b.get_attribute("data-date") for b in week][0] == "2025-05-21"
     week_values = json.loads(week[6].get_attribute("data-values"))

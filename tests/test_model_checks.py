@@ -236,11 +236,16 @@ def test_a_table_giving_non_finite_features_is_refused_by_the_canary(store):
 # ------------------------------------------------------------------- the counter table
 
 @pytest.mark.parametrize("data, reason", [
-    ({"counters": {}}, "no counter"),
+    ({"counters": {}, "days_range": [0, 1]}, "no counter"),
     ({"counters": {"a": {"latitude": 48.8, "longitude": 2.3, "mean_count": -3.0,
-                         "profile": [[0.0] * 24] * 3}}}, "negative"),
+                         "recent_log_mean": 1.0, "profile": [[0.0] * 24] * 3}},
+      "days_range": [0, 1]}, "negative"),
     ({"counters": {"a": {"latitude": 91.0, "longitude": 2.3, "mean_count": 3.0,
-                         "profile": [[0.0] * 24] * 3}}}, "outside the globe"),
+                         "recent_log_mean": 1.0, "profile": [[0.0] * 24] * 3}},
+      "days_range": [0, 1]}, "outside the globe"),
+    ({"counters": {"a": {"latitude": 48.8, "longitude": 2.3, "mean_count": 3.0,
+                         "recent_log_mean": float("nan"), "profile": [[0.0] * 24] * 3}},
+      "days_range": [0, 1]}, "recent_log_mean is not finite"),
 ])
 def test_a_counter_table_with_impossible_values_is_refused(data, reason):
     with pytest.raises(ValueError, match=reason):

@@ -141,6 +141,9 @@ def test_daily_loop_promotes_serves_and_refuses_a_worse_challenger(fake_gcs, por
             {"nom_du_compteur": OUTAGE, "date_et_heure_de_comptage": RECORD["date_et_heure_de_comptage"]},
             RECORD]}).json()
         assert [(w["record"], w["field"]) for w in answer["warnings"]] == [(0, "nom_du_compteur")]
+        # A retrained regressor carries its 80 % interval (from its held-out residuals).
+        assert all(lo <= p <= hi for lo, p, hi in
+                   zip(answer["lower"], answer["predictions"], answer["upper"]))
 
         # 3. Scrambled training days make worse challengers: nothing promoted or served.
         rng = random.Random(0)

@@ -75,6 +75,8 @@ def test_old_system_bodies_keep_their_exact_answers(regress, classify):
         expected = {"predictions", "model", "warnings"}
         if name == "classify":
             expected |= {"label", "probabilities"}
+        else:   # the 80 % interval is added; predictions keep their old meaning
+            expected |= {"lower", "upper", "interval_level"}
         assert set(body) == expected
         vertex = post(server, {"instances": OLD_BODIES[name]["records"],
                                "parameters": {k: v for k, v in OLD_BODIES[name].items()
@@ -111,7 +113,6 @@ def test_422_unknown_counter_without_coordinates(classify):
     ({"instances": [SNAKE_RECORD], "parameters": ["nn"]}, "'parameters' must be a JSON object"),
     ({"instances": [SNAKE_RECORD], "parameters": {"model_type": "xgboost"}}, "xgboost"),
     ({"instances": [SNAKE_RECORD], "parameters": {"output": "busy"}}, "not one of"),
-    ({"instances": [SNAKE_RECORD], "parameters": {"output": "interval"}}, "intervals"),
 ])
 def test_422_bad_instances_or_parameters(regress, body, words):
     r = post(regress, body, headers=KEY)
@@ -123,3 +124,12 @@ def test_the_key_goes_in_a_header_as_for_the_old_body(regress):
     r = post(regress, {"instances": [SNAKE_RECORD], "parameters": {"api_key": CLIENT_KEY}})
     assert r.status_code == 401
     assert error_of(r)["code"] == "unauthenticated"
+
+
+def test_interval_output_is_the_count_and_its_80_percent_bounds(regress):
+    r = post(regress, {"instances": [SNAKE_RECORD], "parameters": {"output": "interval"}},
+             headers=KEY)
+    assert r.status_code == 200, r.text
+    old = post(regress, {"records": [SNAKE_RECORD]}, headers=KEY).json()
+    assert r.json()["predictions"] == [{"count": old["predictions"][0], "lower": old["lower"][0],
+                                        "upper": old["upper"][0]}]

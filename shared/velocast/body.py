@@ -25,6 +25,10 @@ import time
 CONTAINERS_PER_RECORD, CONTAINER_SLACK = 4, 64
 # ... and its separators: the export's 16 columns give 16 commas, a coordinate pair one.
 COMMAS_PER_RECORD, COMMA_SLACK = 40, 1_000
+# The watchdog sleeps at least this long between wakeups, so a deadline may be enforced
+# this much late: waking for every request (to re-arm, then to drop its cancelled
+# deadline) handed the GIL to the watchdog twice per request.
+RESOLUTION_SECONDS = 0.1
 
 
 # glibc's mallopt parameter number (malloc.h).
@@ -66,7 +70,8 @@ class _Watchdog:
                 self._thread = threading.Thread(target=self._run, name="velocast-body-watchdog",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            elif self._heap[0][1] == ticket:  # due before what the watchdog sleeps until
+                self._wake.notify()
         return ticket
 
     def disarm(self, ticket: int) -> bool:
@@ -93,7 +98,8 @@ class _Watchdog:
                         sock.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass  # the client closed it already
-                self._wake.wait(self._heap[0][0] - now if self._heap else None)
+                self._wake.wait(max(self._heap[0][0] - now, RESOLUTION_SECONDS)
+                                if self._heap else None)
 
 
 WATCHDOG = _Watchdog()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import model_checks, promotions, registry, tasks
+from velocast import intervals, model_checks, promotions, registry, tasks
 from velocast.errors import NoModelAvailable, UnknownModelChoice
 from velocast.features import FEATURE_SPEC_VERSION, CounterTable
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
@@ -41,6 +41,7 @@ class LoadedModel:
     session: object
     input_name: str
     loaded_at: float = field(default_factory=time.time)
+    interval: intervals.Interval | None = None     # regress cards carry one
 
     def run(self, matrix: np.ndarray) -> list[np.ndarray]:
         # InferenceSession.run is thread-safe, so one session serves every thread.
@@ -138,7 +139,8 @@ class ModelCache:
         table = CounterTable.from_dict(card["counter_table"])
         table.outages = card["counter_table"].get("outages", {})  # advisories.for_batch
         model_checks.check(self.task, session, table)   # raises: refused, last good kept
-        return LoadedModel(entry, table, session, session.get_inputs()[0].name)
+        return LoadedModel(entry, table, session, session.get_inputs()[0].name,
+                           interval=intervals.from_card(card))
 
     def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:
         for entry in candidates:

@@ -54,8 +54,16 @@ def _classify_response(outputs, model) -> dict:
 
 def _regress_response(outputs, model) -> dict:
     # Models predict log1p(count); counts are never negative.
-    counts = np.clip(np.expm1(regressor_log_count(outputs)), 0.0, None)
-    return {"predictions": [round(c, 1) for c in finite(counts)]}
+    log_counts = regressor_log_count(outputs)
+    counts = np.clip(np.expm1(log_counts), 0.0, None)
+    response = {"predictions": [round(c, 1) for c in finite(counts)]}
+    interval = getattr(model, "interval", None)
+    if interval is not None:   # the card's 80 % interval (velocast.intervals)
+        lower, upper = interval.bounds(log_counts)
+        response.update(lower=[round(c, 1) for c in finite(lower)],
+                        upper=[round(c, 1) for c in finite(upper)],
+                        interval_level=interval.level)
+    return response
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from velocast.store import StoreError, open_store
 from velocast.train.counts import load_window
@@ -44,12 +46,16 @@ def main(argv=None, store=None) -> int:
                         help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
     parser.add_argument("--holdout-days", type=int, default=28,
                         help="the last N days are the holdout (default 28)")
+    parser.add_argument("--backtest", help="JSON report of `make backtest` on the same data: "
+                        "its table and interval calibration go into the model cards")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         frame = load_frame(args.data, args.from_store or args.store, args.window_days)
         models = [m.strip() for m in args.models.split(",") if m.strip()]
-        outcomes = train(frame, store or args.store, models, args.holdout_days)
+        report = json.loads(Path(args.backtest).read_text()) if args.backtest else None
+        outcomes = train(frame, store or args.store, models, args.holdout_days, report,
+                         Path(args.data).name)
     except (DataFormatError, ValueError, FileNotFoundError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

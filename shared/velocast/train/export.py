@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
@@ -16,14 +19,63 @@ INPUT_NAME = ONNX_INPUT_NAME
 PARITY_TOLERANCE = 1e-4
 
 
+@dataclass
+class Subset:
+    """An estimator that sees only the `kept` columns of the feature matrix and, with an
+    `offset` column, learnt a regression target minus that column and adds it back.
+    The export puts both inside the ONNX graph, so every model of a task takes the same
+    matrix and gives the same kind of output."""
+
+    estimator: object
+    kept: tuple[int, ...]
+    offset: int | None = None
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        out = self.estimator.predict(matrix[:, self.kept])
+        return out if self.offset is None else out + matrix[:, self.offset]
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(matrix[:, self.kept])
+
+
+def _wrap(model, subset: Subset) -> None:
+    """features -> Gather(kept) -> estimator [-> + features[:, offset]]."""
+    graph = model.graph
+    inner = graph.input[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array(subset.kept, dtype=np.int64),
+                                                     name="kept_columns"))
+    graph.node.insert(0, helper.make_node("Gather", [INPUT_NAME, "kept_columns"], [inner], axis=1))
+    if subset.offset is not None:
+        output = graph.output[0].name
+        residual = f"{output}_residual"
+        for node in graph.node:
+            node.output[:] = [residual if o == output else o for o in node.output]
+        graph.initializer.append(numpy_helper.from_array(np.array([subset.offset], dtype=np.int64),
+                                                         name="offset_column"))
+        graph.node.extend([
+            helper.make_node("Gather", [INPUT_NAME, "offset_column"], ["offset"], axis=1),
+            helper.make_node("Add", [residual, "offset"], [output]),
+        ])
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                                     [None, N_FEATURES]))
+
+
 def to_onnx(estimator, task: str) -> bytes:
+    subset = estimator if isinstance(estimator, Subset) else None
+    if subset is not None:
+        estimator = subset.estimator
     options = {id(estimator): {"zipmap": False}} if task == "classify" else None
+    inputs = [("estimator_input", FloatTensorType([None, len(subset.kept)]))] if subset \
+        else [(INPUT_NAME, FloatTensorType([None, N_FEATURES]))]
     model = convert_sklearn(
         estimator,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, N_FEATURES]))],
+        initial_types=inputs,
         target_opset=TARGET_OPSET,
         options=options,
     )
+    if subset is not None:
+        _wrap(model, subset)
     return model.SerializeToString()
 
 

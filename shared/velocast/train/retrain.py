@@ -25,7 +25,7 @@ import pandas as pd
 
 from velocast import paris_calendar, promotions, registry
 from velocast.store import Store, StoreError, open_store
-from velocast.train import counts, scoring
+from velocast.train import calibration, counts, export, scoring
 from velocast.train.ingest import IngestReport, ingest
 from velocast.train.pipeline import (MODELS, Outcome, _range, drop_outages, evaluate, fit,
                                      fit_table, finalize, prepare, say, split_holdout)
@@ -181,8 +181,8 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
         metric = registry.DEFAULT_METRIC[spec.task]
         prefix = f"[{step}/{len(model_types)}] {model_type}"
         say(f"{prefix}: fitting on {len(train_part.matrix):,} rows before the holdout")
-        decision = Decision(spec.task, model_type, metric,
-                            evaluate(spec, fit(spec, train_part), holdout))
+        estimator = fit(spec, train_part)
+        decision = Decision(spec.task, model_type, metric, evaluate(spec, estimator, holdout))
         champion = champions.get((spec.task, model_type))
         if champion is not None:
             output, _ = champion.output(holdout_rows)
@@ -198,8 +198,15 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
             ok, decision.reason = True, "no served model of this type yet"
         if ok:
             outcome = Outcome(model_type, decision.candidate)
+            # The daily loop has no backtest report: a regressor's 80 % interval comes from
+            # its residuals on the same held-out days (calibration.card_fields says so).
+            residuals = (holdout.log_count - export.sklearn_output(estimator, holdout.matrix,
+                                                                     "regress")
+                         if spec.task == "regress" else None)
+            interval = calibration.card_fields(None, model_type, spec.task, "", "", residuals,
+                                               report.holdout)
             finalize(store, model_type, outcome, final, parity_rows, source_note, all_rows,
-                     prefix, card_extra)
+                     prefix, {**card_extra, **interval})
             decision.published = outcome.published
             if outcome.refused:
                 decision.reason += f"; not published: {outcome.refused}"

@@ -1,0 +1,177 @@
+"""The rolling-origin backtest: every figure comes from rows its model never saw."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from velocast.features import PARIS
+from velocast.train import backtest
+
+from tests.conftest import SAMPLE_END, one_openmp_thread
+
+FOLDS, HORIZON = 2, 7
+MODEL_TYPES = ["gbdt", "rf", "nn", "affluence"]
+
+
+def midnight(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time(), tzinfo=PARIS).timestamp()
+
+
+@dataclass
+class Spy:
+    fits: list = field(default_factory=list)       # (name, epochs of every row fitted on)
+    scores: list = field(default_factory=list)     # (name, epochs of every row scored)
+
+
+@dataclass
+class Run:
+    spy: Spy
+    out: object
+    report: dict
+    results: list
+
+
+@pytest.fixture(scope="module")
+def run(sample_csv, sample_frame, tmp_path_factory) -> Run:
+    """The command on the synthetic sample, with the fit and predict steps spied on."""
+    spy = Spy()
+    real_fit, real_predict = backtest.fit_candidate, backtest.predict_candidate
+    captured = []
+    real_score = backtest.score
+
+    def fit(name, part):
+        spy.fits.append((name, part.frame["epoch"].to_numpy(), part.data.epoch.copy()))
+        return real_fit(name, part)
+
+    def predict(name, model, part):
+        spy.scores.append((name, part.frame["epoch"].to_numpy(), part.data.epoch.copy()))
+        return real_predict(name, model, part)
+
+    def score(results):
+        captured.extend(results)
+        return real_score(results)
+
+    out = tmp_path_factory.mktemp("backtest") / "bt"
+    with pytest.MonkeyPatch.context() as mp, one_openmp_thread():
+        mp.setattr(backtest, "fit_candidate", fit)
+        mp.setattr(backtest, "predict_candidate", predict)
+        mp.setattr(backtest, "score", score)
+        assert backtest.main(["--data", str(sample_csv), "--folds", str(FOLDS),
+                              "--horizon-days", str(HORIZON), "--step-days", str(HORIZON),
+                              "--models", ",".join(MODEL_TYPES), "--out", str(out)]) == 0
+    return Run(spy, out, json.loads(out.with_suffix(".json").read_text()), captured)
+
+
+def test_folds_are_consecutive_windows_ending_with_the_data(run):
+    folds = [r.fold for r in run.results]
+    assert [f.end for f in folds] == [SAMPLE_END - dt.timedelta(days=HORIZON), SAMPLE_END]
+    assert all(f.end - f.origin == dt.timedelta(days=HORIZON) for f in folds)
+
+
+def test_every_fit_uses_only_rows_before_its_folds_origin(run):
+    names = MODEL_TYPES + list(backtest.BASELINES)
+    assert len(run.spy.fits) == len(run.spy.scores) == FOLDS * len(names)
+    for k, result in enumerate(run.results):
+        origin, end = midnight(result.fold.origin), midnight(result.fold.end)
+        fits = run.spy.fits[k * len(names):(k + 1) * len(names)]
+        scores = run.spy.scores[k * len(names):(k + 1) * len(names)]
+        assert [f[0] for f in fits] == [s[0] for s in scores] == names
+        for (name, raw, prepared), (_, scored_raw, scored_prepared) in zip(fits, scores):
+            assert max(raw.max(), prepared.max()) < origin, name
+            assert origin <= min(scored_raw.min(), scored_prepared.min()), name
+            assert max(scored_raw.max(), scored_prepared.max()) < end, name
+        assert result.fitted_through < origin <= result.scored_from <= result.scored_to < end
+
+
+def test_scores_are_recomputed_from_the_scored_rows_truth(run, sample_frame):
+    for result in run.results:
+        origin, end = midnight(result.fold.origin), midnight(result.fold.end)
+        rows = sample_frame[(sample_frame["epoch"] >= origin) & (sample_frame["epoch"] < end)]
+        truth = np.log1p(rows["count"].to_numpy())
+        assert result.scored_rows == len(rows) == HORIZON * 24 * rows["counter"].nunique()
+        for name in ("gbdt", "rf", "nn", "naive", "plain_hgb"):
+            predicted = result.outputs[name]["log"]
+            rmse = float(np.sqrt(np.mean((truth - predicted) ** 2)))
+            assert result.scores[name]["rmse_log"] == pytest.approx(rmse, rel=1e-12), name
+        assert 0 < result.scores["affluence"]["f1_score"] <= 1
+
+
+def offsets(residual):
+    """The 9 % and 91 % residual quantiles (calibration.QUANTILE_LEVEL), widened to hold 0."""
+    low, high = np.quantile(residual, [0.09, 0.91])
+    return min(low, 0), max(high, 0)
+
+
+def test_interval_coverage_of_a_fold_is_calibrated_on_the_other_folds(run):
+    first, second = run.results
+    low, high = offsets(second.truth_log - second.outputs["gbdt"]["log"])
+    predicted = first.outputs["gbdt"]["log"]
+    inside = (first.truth_log >= predicted + low) & (first.truth_log <= predicted + high)
+    assert first.scores["gbdt"]["coverage"] == pytest.approx(inside.mean())
+    both = np.concatenate([r.truth_log - r.outputs["gbdt"]["log"] for r in run.results])
+    card = run.report["interval"]["gbdt"]
+    assert card["level"] == 0.8
+    assert (card["lower_log"], card["upper_log"]) == pytest.approx(offsets(both))
+
+
+def test_the_report_has_per_fold_and_mean_tables_and_a_figure(run):
+    text = run.out.with_suffix(".md").read_text()
+    assert text.count("## Fold ") == FOLDS and "Mean ± sd" in text
+    for name in MODEL_TYPES + list(backtest.BASELINES):
+        assert f"| {name} |" in text
+    summary = run.report["summary"]
+    rmse = [f["scores"]["gbdt"]["rmse_log"] for f in run.report["folds"]]
+    assert summary["gbdt"]["rmse_log"] == pytest.approx([np.mean(rmse), np.std(rmse, ddof=1)])
+    assert set(summary["affluence"]) >= {"f1_score", "accuracy", "roc_auc"}
+    assert set(summary["plain_hgb"]) >= {"rmse_log", "mae", "r2", "coverage", "width", "f1_score"}
+    assert run.out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_too_many_folds_for_the_data_are_refused(sample_frame):
+    with pytest.raises(ValueError, match="fewer folds"):
+        backtest.make_folds(sample_frame, folds=20, horizon_days=7, step_days=7)
+
+
+def test_a_matching_report_puts_its_table_and_interval_in_the_card(run, sample_frame, sample_csv,
+                                                                   tmp_path):
+    from velocast import registry
+    from velocast.store import LocalStore
+    from velocast.train import pipeline
+
+    with one_openmp_thread():
+        (outcome,) = pipeline.train(sample_frame, str(tmp_path), ["rf"], 14, run.report,
+                                    sample_csv.name)
+    card = registry.read_card(LocalStore(tmp_path), outcome.published)
+    assert card["backtest"]["mean_sd"]["rf"] == run.report["summary"]["rf"]
+    assert set(card["backtest"]["mean_sd"]) == {"rf", "naive", "plain_hgb"}
+    assert [f["origin"] for f in card["backtest"]["folds"]] == \
+        [f["origin"] for f in run.report["folds"]]
+    interval = run.report["interval"]["rf"]
+    assert (card["interval"]["lower_log"], card["interval"]["upper_log"]) == \
+        (interval["lower_log"], interval["upper_log"])
+    assert "backtest folds" in card["interval"]["calibration"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda r: r.update(feature_spec_version="0"), "feature spec"),
+    (lambda r: r["config"].update(data="other.csv"), "other.csv"),
+    (lambda r: r["fingerprints"].update(rf="0" * 16), "configured differently"),
+])
+def test_a_report_of_other_data_or_models_is_not_put_in_the_card(run, sample_csv, change, reason):
+    import copy
+
+    from velocast.train import calibration, pipeline
+
+    report = copy.deepcopy(run.report)
+    change(report)
+    fingerprint = calibration.fingerprint(pipeline.MODELS["rf"], pipeline.RECENCY_DAYS)
+    assert calibration.why_not(run.report, "rf", sample_csv.name, fingerprint) == ""
+    assert reason in calibration.why_not(report, "rf", sample_csv.name, fingerprint)
+    fields = calibration.card_fields(report, "rf", "regress", sample_csv.name, fingerprint,
+                                     np.array([-1.0, 0.5, 2.0]), {"from": "a", "to": "b"})
+    assert "backtest" not in fields and "holdout" in fields["interval"]["calibration"]

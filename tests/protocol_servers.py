@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 
+import pytest
 import requests
 
 from tests.function_clients import Server
@@ -31,6 +32,23 @@ def running(store, names=("classify", "regress"), **env):
     finally:
         for server in servers.values():
             server.close()
+
+
+# Fixtures of the protocol test modules (pytest_plugins = ["tests.protocol_servers"]).
+@pytest.fixture(scope="module")
+def servers(trained_store):
+    with running(trained_store) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def regress(servers):
+    return servers["regress"]
+
+
+@pytest.fixture(scope="module")
+def classify(servers):
+    return servers["classify"]
 
 
 def post(server: Server, body, headers=None, raw: bytes | None = None) -> requests.Response:

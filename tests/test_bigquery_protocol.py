@@ -14,7 +14,10 @@ import pytest
 pytest.register_assert_rewrite("tests.function_clients")
 
 from tests.function_clients import KNOWN_COUNTER, OLD_RECORD  # noqa: E402
+pytest.register_assert_rewrite("tests.protocol_servers")
 from tests.protocol_servers import CLIENT_KEY, MAX_RECORDS, old_answer, post, running  # noqa: E402
+
+pytest_plugins = ["tests.protocol_servers"]
 
 KNOWN = [KNOWN_COUNTER, "2025-05-20T06:00:00Z", 48.86377, 2.35096]
 # OLD_RECORD's counter is not in the synthetic sample: scored from its coordinates.
@@ -41,21 +44,6 @@ def error_message(response) -> str:
     assert len(response.content) < 1024, len(response.content)
     return body["errorMessage"]
 
-
-@pytest.fixture(scope="module")
-def servers(trained_store):
-    with running(trained_store) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def regress(servers):
-    return servers["regress"]
-
-
-@pytest.fixture(scope="module")
-def classify(servers):
-    return servers["classify"]
 
 
 # ------------------------------------------------------------------------ replies

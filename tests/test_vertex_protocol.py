@@ -10,26 +10,14 @@ pytest.register_assert_rewrite("tests.function_clients")
 
 from tests.function_clients import (  # noqa: E402
     EXPORT_RECORD, OLD_BODIES, OLD_RECORD, SNAKE_RECORD, error_of)
-from tests.protocol_servers import CLIENT_KEY, old_answer, post, running  # noqa: E402
+pytest.register_assert_rewrite("tests.protocol_servers")
+from tests.protocol_servers import CLIENT_KEY, old_answer, post  # noqa: E402
+
+pytest_plugins = ["tests.protocol_servers"]
 
 KEY = {"X-API-Key": CLIENT_KEY}
 RECORDS = [OLD_RECORD, SNAKE_RECORD, EXPORT_RECORD]
 
-
-@pytest.fixture(scope="module")
-def servers(trained_store):
-    with running(trained_store) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def regress(servers):
-    return servers["regress"]
-
-
-@pytest.fixture(scope="module")
-def classify(servers):
-    return servers["classify"]
 
 
 def test_regress_predictions_equal_the_old_bodies(regress):

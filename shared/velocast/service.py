@@ -261,10 +261,11 @@ class Service:
             # Answered before a byte of the body is read, and the connection closed.
             raise ApiError(413, "payload_too_large",
                            f"body is {request.content_length:,} bytes; the limit is {limit:,}")
-        raw, expired = request_body.read(request, limit, self.settings.body_timeout_seconds)
+        seconds = request_body.deadline(request.content_length,
+                                        self.settings.body_timeout_seconds)
+        raw, expired = request_body.read(request, limit, seconds)
         if expired:
-            raise ApiError(408, "request_timeout", "the body did not arrive within "
-                           f"{self.settings.body_timeout_seconds:g} s")
+            raise ApiError(408, "request_timeout", f"the body did not arrive within {seconds:g} s")
         if len(raw) > limit:
             raise ApiError(413, "payload_too_large", f"body exceeds {limit:,} bytes")
         request.environ["velocast.body_read"] = True

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.function_clients import Server
+from velocast.dev.servers import started
 
 CLIENT_KEY = "protocol-client-key"
 # Large enough for a 50,000-call BigQuery batch (about 4.5 MB of JSON).
@@ -23,15 +24,8 @@ def running(store, names=("classify", "regress"), **env):
                                    "MAX_RECORDS": str(MAX_RECORDS), "API_KEYS": CLIENT_KEY,
                                    **env})
                for name in names}
-    try:
-        for server in servers.values():
-            server.spawn()
-        for server in servers.values():
-            server.wait_ready(timeout=90)
+    with started(servers):
         yield servers
-    finally:
-        for server in servers.values():
-            server.close()
 
 
 # Fixtures of the protocol test modules (pytest_plugins = ["tests.protocol_servers"]).

@@ -24,6 +24,7 @@ from tests.function_clients import (  # noqa: E402
     Server,
     error_of,
 )
+from velocast.dev.servers import started  # noqa: E402
 from velocast.publish import copy_store  # noqa: E402
 from velocast.tasks import TASK_NAMES  # noqa: E402
 
@@ -55,16 +56,8 @@ def server_env(fake_gcs, bucket: str, **extra) -> dict:
 def servers(fake_gcs, bucket):
     """classify and regress, started side by side."""
     env = server_env(fake_gcs, bucket)
-    running = {name: Server(name, env) for name in TASK_NAMES}
-    try:
-        for server in running.values():
-            server.spawn()
-        for server in running.values():
-            server.wait_ready(timeout=90)
+    with started({name: Server(name, env) for name in TASK_NAMES}) as running:
         yield running
-    finally:
-        for server in running.values():
-            server.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import requests
 pytest.register_assert_rewrite("tests.function_clients")
 
 from tests.function_clients import Server  # noqa: E402
+from velocast.dev.servers import started  # noqa: E402
 
 # The front's menu: label -> (model_type, metric).
 MODEL_MAP = {
@@ -42,18 +43,11 @@ ADMIN_KEY = "old-front-admin-key"
 def urls(trained_store):
     """The front's secrets: api_url (regress) and api_rf_class_url (classify), both
     ending in /predict as the front expects."""
-    servers = [Server(name, {"MODEL_STORE": trained_store, "REFRESH_SECONDS": "3600"})
-               for name in ("classify", "regress")]
-    try:
-        for server in servers:
-            server.spawn()
-        for server in servers:
-            server.wait_ready()
-        yield {"API_URL": servers[1].url + "/predict",
-               "API_RF_CLASS_URL": servers[0].url + "/predict"}
-    finally:
-        for server in servers:
-            server.close()
+    servers = {name: Server(name, {"MODEL_STORE": trained_store, "REFRESH_SECONDS": "3600"})
+               for name in ("classify", "regress")}
+    with started(servers):
+        yield {"API_URL": servers["regress"].url + "/predict",
+               "API_RF_CLASS_URL": servers["classify"].url + "/predict"}
 
 
 def call_prediction_api(url: str, payload: dict, timeout: int = 60) -> dict:

@@ -184,3 +184,18 @@ class FunctionServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def started(servers: dict, timeout: float = 90.0):
+    """Start every server side by side (their imports overlap), wait for all, and close
+    them all on the way out, whatever happened."""
+    try:
+        for server in servers.values():
+            server.spawn()
+        for server in servers.values():
+            server.wait_ready(timeout=timeout)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.close()

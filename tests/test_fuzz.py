@@ -170,7 +170,11 @@ def test_raw_bodies(apps, raw, path):
                       st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF,
                                             blacklist_characters="?#"), max_size=20)
                       .map(lambda s: "/" + s)
-                      .filter(lambda p: p not in ("/robots.txt", "/favicon.ico"))),
+                      # "//x" reads as a host to the test client's URL parser, which
+                      # raises on "//[" before any request exists (a real client sends
+                      # such a path as a path: "//predict" above covers that).
+                      .filter(lambda p: p not in ("/robots.txt", "/favicon.ico")
+                              and not p.startswith("//"))),
        content_type=st.sampled_from(["application/json", "text/plain", "", "application/x+json",
                                      "multipart/form-data; boundary=x"]),
        body=st.binary(max_size=64))

@@ -160,6 +160,10 @@ def test_input_rules_are_explicit(server):
     assert "happens twice" in overlap.json()["warnings"][0]["message"]
     for bad in ("2021-10-31T08:00:00\x00", "２０２１-10-31T08:00:00"):
         assert post(date_et_heure_de_comptage=bad).status_code == 422
+    # The year limits keep datetime arithmetic away from its edges (without them: a 500).
+    for edge in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+        limited = post(date_et_heure_de_comptage=edge)
+        assert limited.status_code == 422 and "outside 2000-2100" in limited.text
     for coordinates in ("4_8.86, 2.35", "٤٨.٨٦, 2.35"):
         assert post(coordonnees_geographiques=coordinates).status_code == 422
     twice = requests.post(server.url + "/predict", json={"records": [

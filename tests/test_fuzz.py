@@ -34,7 +34,9 @@ from velocast.tasks import TASK_NAMES
 FUNCTIONS = TASK_NAMES
 MAX_RECORDS = 10_000
 
-FUZZ = settings(max_examples=200, deadline=None, database=None,
+# derandomize: CI draws the same examples every run, so a red run reproduces and a green
+# one stays green; HYPOTHESIS_SEED / more examples explore further by hand.
+FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 FEW = settings(FUZZ, max_examples=120)

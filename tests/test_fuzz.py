@@ -35,7 +35,7 @@ FUNCTIONS = TASK_NAMES
 MAX_RECORDS = 10_000
 
 # derandomize: CI draws the same examples every run, so a red run reproduces and a green
-# one stays green; `pytest --hypothesis-seed=N` with more examples explores further by hand.
+# one stays green. To explore further by hand, drop derandomize and raise max_examples.
 FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])

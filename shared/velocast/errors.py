@@ -24,10 +24,6 @@ class ApiError(Exception):
         return f"{type(self).__name__}({self.status}, {self.code!r}, {self.message!r})"
 
 
-def field_error(status: int, code: str, message: str, field: str, reason: str) -> ApiError:
-    return ApiError(status, code, message, [{"field": field, "reason": reason}])
-
-
 class NoModelAvailable(ApiError):
     """Nothing can be served yet (nothing published, or the store is unreachable)."""
 

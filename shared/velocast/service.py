@@ -152,9 +152,8 @@ class Service:
             except Exception:  # noqa: BLE001  (a 5xx is a bug: log it whole, answer JSON)
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 status, error_code = 500, "internal"
-                body = {"error": {"code": "internal", "message": "internal error; it was logged",
-                                  "details": []}}
-            # /health's own body has an "error" string, so the code is tracked separately.
+                body = ApiError(500, "internal", "internal error; it was logged").body()
+            # /health answers its readiness body with 503 while nothing is served.
             if status == 200 and (request.path.rstrip("/") or "/") == "/health" \
                     and not body["models"]:
                 status, headers, error_code = 503, {"Retry-After": "5"}, "no_model"

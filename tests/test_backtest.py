@@ -155,6 +155,13 @@ def test_a_matching_report_puts_its_table_and_interval_in_the_card(run, sample_f
     assert (card["interval"]["lower_log"], card["interval"]["upper_log"]) == \
         (interval["lower_log"], interval["upper_log"])
     assert "backtest folds" in card["interval"]["calibration"]
+    folds = [(f["scores"]["rf"]["rmse_log"], f["scores"]["plain_hgb"]["rmse_log"])
+             for f in run.report["folds"]]
+    won = sum(ours < plain for ours, plain in folds)
+    assert card["backtest"]["folds_beating_plain_hgb"] == f"{won} of {len(folds)}"
+    means = [run.report["summary"][n]["rmse_log"][0] for n in ("rf", "plain_hgb")]
+    assert card["backtest"]["beats_plain_hgb"] == (means[0] < means[1])
+    assert ("does NOT beat" in card["backtest"].get("note", "")) != (means[0] < means[1])
 
 
 @pytest.mark.parametrize("change, reason", [

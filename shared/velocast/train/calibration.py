@@ -73,6 +73,11 @@ def card_fields(report: dict | None, model_type: str, task: str, data_name: str,
         ours, plain = (report["summary"][n][metric][0] for n in (model_type, "plain_hgb"))
         beats = ours < plain if task == "regress" else ours > plain
         fields["backtest"]["beats_plain_hgb"] = beats
+        # A mean can be won by one fold where the baseline fails: say how many.
+        pairs = [(f["scores"][model_type][metric], f["scores"]["plain_hgb"][metric])
+                 for f in report["folds"]]
+        won = sum(o < p if task == "regress" else o > p for o, p in pairs)
+        fields["backtest"]["folds_beating_plain_hgb"] = f"{won} of {len(report['folds'])}"
         if not beats:
             fields["backtest"]["note"] = (
                 f"on the backtest mean this model does NOT beat the plain-HGB baseline "

@@ -61,9 +61,12 @@ def _nn():
 
 
 def _affluence():
+    # Busy hours are 44 % of rows; weighting both classes equally: 6 folds F1 0.844 ->
+    # 0.850 (4 folds better), mean P(busy) 0.466 for a 0.444 rate, Brier 0.1037 -> 0.1045.
+    # The plain HGB classifier weighted alike scores 0.843.
     return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=63,
                                           l2_regularization=1.0, early_stopping=False,
-                                          random_state=0)
+                                          class_weight="balanced", random_state=0)
 
 
 @dataclass(frozen=True)

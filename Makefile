@@ -12,7 +12,7 @@ TFVARS ?= terraform/terraform.tfvars
 SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test test-fast sample-data train models serve demo api-spec package \
+.PHONY: help install browser test test-fast sample-data train models serve demo screenshot api-spec package \
         bench bench-versions backtest attack tf-fmt tf-check tf-schema checkov plan deploy publish \
         api-key admin-key retire-keys destroy clean ingest retrain report trainer-image
 
@@ -86,6 +86,9 @@ serve: install ## run every function locally (classify :8080, regress :8000: Tas
 
 demo: install ## start every function, send the old system's requests, print the answers (and the page URL), stop
 	$(PY) scripts/local.py demo --store $(STORE)
+
+screenshot: install ## refresh docs/forecast-page.png from the browser test (make test writes it to a temporary folder)
+	PAGE_SCREENSHOT=docs $(PY) -m pytest -q tests/test_forecast_page.py -k selected_counter_curve
 
 api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
 	$(PY) scripts/api_spec.py

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import advisories, api_docs, logs, page, promotions, protocols, registry, tasks
+from velocast import advisories, api_docs, catalog, logs, page, protocols, tasks
 from velocast import body as request_body
 from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix
@@ -240,15 +240,16 @@ class Service:
 
     def _models(self) -> dict:
         health = self.cache.health()
-        entries = self.cache.entries()
-        # The model a request without options gets (the newest promotion's, if any).
-        default = next(iter(self.cache.ranked(entries, None, registry.DEFAULT_METRIC[self.task])), None)
+        snapshot = self.cache.snapshot()   # a store that cannot be read: 503
+        # The model a request without options gets: velocast.catalog decides.
+        default = snapshot.default()
         return {"task": self.task, "default": default.to_dict() if default else None,
-                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
+                "models": [e.to_dict() for e in snapshot.history()],
                 "serving": health["models"], "store": health["store"],
                 "feature_spec_version": health["feature_spec_version"],
                 "error": health["error"], "refused": health["refused"],
-                "served": promotions.describe_served(self.cache.store, entries, self.task)}
+                "ignored": list(snapshot.ignored),
+                "served": catalog.describe(self.cache.store, snapshot)}
 
     def _read_json(self, request) -> dict:
         content_type = (request.mimetype or "").lower()

@@ -225,7 +225,7 @@ def library_versions() -> dict:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _range(frame: pd.DataFrame) -> dict:
+def data_range(frame: pd.DataFrame) -> dict:
     return {"from": local_date(float(frame["epoch"].min())).isoformat(),
             "to": local_date(float(frame["epoch"].max())).isoformat(), "rows": len(frame)}
 
@@ -259,7 +259,7 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
     if fit_rows.empty or holdout_rows.empty:
         raise ValueError(f"need more than {holdout_days} days of data for a {holdout_days}-day holdout")
     fit_rows = drop_outages(fit_rows)
-    say(f"holdout: {_range(holdout_rows)['from']} to {_range(holdout_rows)['to']} "
+    say(f"holdout: {data_range(holdout_rows)['from']} to {data_range(holdout_rows)['to']} "
         f"({len(holdout_rows):,} rows); fitting on {len(fit_rows):,} earlier rows")
     table = fit_table(fit_rows)
     train_part, holdout = prepare(fit_rows, table), prepare(holdout_rows, table)
@@ -285,26 +285,35 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
         outcomes.append(outcome)
         if store is None:
             continue
-        source = {**_range(holdout_rows), "note": (
+        source = {**data_range(holdout_rows), "note": (
             f"last {holdout_days} days, scored by a model fitted on the rows before them; "
             "the published model was then refitted on all rows")}
         extra = calibration.card_fields(backtest_report, model_type, spec.task, data_name,
                                         calibration.fingerprint(spec, RECENCY_DAYS), residuals,
-                                        _range(holdout_rows))
+                                        data_range(holdout_rows))
         finalize(store, model_type, outcome, final, parity_rows, source, all_rows, prefix, extra)
     return outcomes
 
 
 def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_rows: np.ndarray,
              metrics_source: dict, all_rows: pd.DataFrame, prefix: str, extra_card=None) -> None:
-    """Final fit on every row, ONNX export, parity gate, publish; fills `outcome`."""
+    """Final fit on every row, then `publish_fitted`; fills `outcome`."""
+    started = time.perf_counter()
+    say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
+    estimator = fit(MODELS[model_type], final)
+    outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
+    publish_fitted(store, model_type, outcome, estimator, final.table, parity_rows,
+                   metrics_source, all_rows, prefix, extra_card)
+
+
+def publish_fitted(store, model_type: str, outcome: Outcome, estimator, table: CounterTable,
+                   parity_rows: np.ndarray, metrics_source: dict, fitted_rows: pd.DataFrame,
+                   prefix: str, extra_card=None) -> None:
+    """ONNX export, parity gate, publish the estimator fitted on `fitted_rows` with its
+    counter table; fills `outcome` (published entry, or why it was refused)."""
     spec = MODELS[model_type]
     # roc_auc is NaN when the holdout holds one class only: not a publishable figure.
     metrics = {k: v for k, v in outcome.metrics.items() if np.isfinite(v)}
-    started = time.perf_counter()
-    say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
-    estimator = fit(spec, final)
-    outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
     onnx_bytes = export.to_onnx(estimator, spec.task)
     outcome.onnx_bytes = len(onnx_bytes)
     outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
@@ -322,9 +331,9 @@ def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_r
         "description": spec.description,
         "metrics": metrics,
         "metrics_source": metrics_source,
-        "trained_from": _range(all_rows)["from"],
-        "trained_to": _range(all_rows)["to"],
-        "training_rows": len(all_rows),
+        "trained_from": data_range(fitted_rows)["from"],
+        "trained_to": data_range(fitted_rows)["to"],
+        "training_rows": len(fitted_rows),
         "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
@@ -334,7 +343,7 @@ def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_r
                        "which its ONNX graph adds back"),
         "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
                  "parity_max_abs_diff": outcome.parity_gap},
-        "counter_table": final.table.to_dict(),
+        "counter_table": table.to_dict(),
         "libraries": library_versions(),
         "training_seconds": outcome.seconds,
     }

@@ -20,22 +20,22 @@ import pandas as pd
 from velocast.features import PARIS, CounterTable, Records, build_matrix
 
 PANEL_DAYS = 7
-# Per counter, the panel week's predicted total may move by at most this factor from
-# the champion's in one retrain: traffic moves by less between two consecutive days
-# of data (the largest real day-to-day move in the shared file's weekly totals per
-# counter, reopening weeks included, stays under 2x), poison by 1000x.
-MAX_RATIO = 2.0
-# ... for at least this share of the counters both know (a counter back from an
-# outage may legitimately jump).
-MIN_SHARE_WITHIN = 0.9
+# The median over counters of (candidate's weekly total / champion's) on the panel
+# must lie within this factor. Real traffic moves less: in the shared file a week's
+# total over the previous week's, median over counters, ranges 0.41 (Christmas) to
+# 2.23 (the return in January). Models five days apart moved by 2.9x across the start
+# of the summer holidays on six counters (end-to-end test), poison by 1000x. The
+# median, because a counter back from an outage or new to the champion may jump.
+MAX_RATIO = 4.0
 # No hour may exceed this multiple of the counter's typical daily peak (median over
 # the window's days of the day's largest hourly count), plus a few bikes for quiet
 # counters. The median ignores a poisoned week in a 60-day or longer window.
 HISTORY_FACTOR = 3.0
 HISTORY_SLACK = 20.0
-# Share of panel hours called busy may move by at most this much (the real share is
-# about 0.44; a constant day of "42" for 20 counters moved their thresholds).
-MAX_BUSY_SHIFT = 0.15
+# Share of panel hours called busy may move by at most this much: the real share is
+# about 0.44, a x1000 week in a 40-day window takes it near 0 (the thresholds are the
+# counters' means), a holiday week moves it by 0.2-0.35 on six counters.
+MAX_BUSY_SHIFT = 0.4
 
 
 @dataclass
@@ -60,9 +60,12 @@ def typical_peaks(frame: pd.DataFrame) -> dict[str, float]:
     return peaks.groupby(level=0).median().to_dict()
 
 
-def check(task: str, records: Records, candidate, champion, history: pd.DataFrame) -> Verdict:
+def check(task: str, records: Records, candidate, champion, history: pd.DataFrame,
+          both_know: set | None = None) -> Verdict:
     """`candidate` and `champion` map Records to the task's scored value (log1p count
-    or P(busy)); `champion` may be None (a first model: only the history bound)."""
+    or P(busy)); `champion` may be None (a first model: only the history bound).
+    Weekly totals are compared on the counters in `both_know` (default: all): the
+    champion predicts a counter new to it from its neighbours."""
     ours = np.asarray(candidate(records), dtype=np.float64)
     theirs = None if champion is None else np.asarray(champion(records), dtype=np.float64)
     if not np.isfinite(ours).all():
@@ -88,14 +91,13 @@ def check(task: str, records: Records, candidate, champion, history: pd.DataFram
     if theirs is None:
         return Verdict(True, "within the counters' history (no champion yet)")
     totals = pd.DataFrame({"c": names, "ours": counts, "theirs": np.expm1(theirs)}).groupby("c").sum()
-    ratio = (totals["ours"] + 1.0) / (totals["theirs"] + 1.0)
-    within = float(((ratio <= MAX_RATIO) & (ratio >= 1 / MAX_RATIO)).mean())
-    if within < MIN_SHARE_WITHIN:
-        return Verdict(False, f"weekly totals within {MAX_RATIO:g}x of the champion's for "
-                              f"{within:.0%} of counters (< {MIN_SHARE_WITHIN:.0%}); median "
-                              f"ratio {float(ratio.median()):.2f}")
-    return Verdict(True, f"weekly totals within {MAX_RATIO:g}x of the champion's for {within:.0%}"
-                         f" of counters (median ratio {float(ratio.median()):.2f})")
+    if both_know is not None:
+        totals = totals[totals.index.isin(both_know)]
+    median = float(((totals["ours"] + 1.0) / (totals["theirs"] + 1.0)).median())
+    if not 1 / MAX_RATIO <= median <= MAX_RATIO:
+        return Verdict(False, f"weekly totals {median:.2f}x the champion's (median over "
+                              f"counters; allowed 1/{MAX_RATIO:g} to {MAX_RATIO:g})")
+    return Verdict(True, f"weekly totals {median:.2f}x the champion's")
 
 
 def predictor(estimator_or_model, table: CounterTable, task: str):

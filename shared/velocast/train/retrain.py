@@ -224,7 +224,8 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
                                f"worse than the champion by more than {tolerance:.0%}")
         verdict = gate.check(spec.task, reference, gate.predictor(estimator, table, spec.task),
                              None if champion is None else
-                             gate.predictor(champion, champion.table, spec.task), fit_rows)
+                             gate.predictor(champion, champion.table, spec.task), fit_rows,
+                             None if champion is None else set(table.names) & set(champion.table.names))
         decision.reason += f"; panel: {verdict.reason}"
         if ok and verdict.ok:
             outcome = Outcome(model_type, decision.candidate)

@@ -239,7 +239,8 @@ def describe(store: Store, snapshot: Snapshot, now: float | None = None) -> list
     out = []
     for model_type, entry in snapshot.served_by_type().items():
         published = _dt.datetime.fromisoformat(entry.published_at.replace("Z", "+00:00"))
-        measured = [m for m in live.get("models", []) if m.get("model_type") == model_type]
+        measured = [m for m in live.get("models", [])
+                    if m.get("model_type") == model_type and not m.get("reference")]
         own = [m for m in measured if m.get("version") == entry.version and m.get("rows")]
         other = [m for m in measured if m.get("version") != entry.version and m.get("rows")]
         shown = own[0] if own else (other[0] if other else {})

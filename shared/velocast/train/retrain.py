@@ -137,11 +137,33 @@ def _champions(store: Store) -> dict:
     return loaded
 
 
+def _references(store: Store, champions: dict) -> list:
+    """Per (task, type), the oldest model `make train` published, when it is not the
+    champion: scored beside it, it shows what the daily retrains bought."""
+    out = []
+    for task in tasks.TASK_NAMES:
+        static = [e for e in catalog.Snapshot.read(store, task).entries if not e.run]
+        for model_type in sorted({e.model_type for e in static}):
+            oldest = min((e for e in static if e.model_type == model_type), key=lambda e: e.version)
+            champion = champions.get((task, model_type))
+            if champion is None or champion.entry.version == oldest.version:
+                continue
+            try:
+                out.append(catalog.load(store, oldest))
+            except Exception as exc:  # noqa: BLE001  (a reference is optional)
+                say(f"cannot load reference {task}/{model_type} {oldest.version}: {exc}")
+    return out
+
+
 def _live(store: Store, frame: pd.DataFrame, run: str, champions: dict, report) -> None:
-    """Score what is served now on the actuals that arrived after its training."""
+    """Score what is served now on the actuals that arrived after its training, and
+    the never-retrained reference models on the same days."""
     newest_day = str(scoring.day_of(frame).max())
+    references = _references(store, champions)
     for task in tasks.TASK_NAMES:
         models = [scoring.live_accuracy(model, frame) for (t, _), model in champions.items() if t == task]
+        models += [{**scoring.live_accuracy(model, frame), "reference": True}
+                   for model in references if model.entry.task == task]
         if models:
             report.live.append(scoring.write_live(store, task, run, models, newest_day))
 

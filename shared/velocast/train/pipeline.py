@@ -132,6 +132,15 @@ def split_holdout(frame: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame,
     return frame[frame["epoch"] < cut], frame[frame["epoch"] >= cut]
 
 
+def prepare_split(fit_rows: pd.DataFrame, holdout_rows: pd.DataFrame):
+    """The one recipe for a holdout, training's and the daily retrain's: outage days
+    out of the fitted rows, the counter table fitted on them, both sides featurized
+    with it. Returns (fitted rows, table, fitted part, holdout part)."""
+    fit_rows = drop_outages(fit_rows)
+    table = fit_table(fit_rows)
+    return fit_rows, table, prepare(fit_rows, table), prepare(holdout_rows, table)
+
+
 @dataclass
 class Prepared:
     table: CounterTable
@@ -258,11 +267,9 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
     fit_rows, holdout_rows = split_holdout(frame, holdout_days)
     if fit_rows.empty or holdout_rows.empty:
         raise ValueError(f"need more than {holdout_days} days of data for a {holdout_days}-day holdout")
-    fit_rows = drop_outages(fit_rows)
+    fit_rows, _, train_part, holdout = prepare_split(fit_rows, holdout_rows)
     say(f"holdout: {data_range(holdout_rows)['from']} to {data_range(holdout_rows)['to']} "
         f"({len(holdout_rows):,} rows); fitting on {len(fit_rows):,} earlier rows")
-    table = fit_table(fit_rows)
-    train_part, holdout = prepare(fit_rows, table), prepare(holdout_rows, table)
 
     all_rows = drop_outages(frame)
     final_table = fit_table(all_rows)

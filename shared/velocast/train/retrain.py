@@ -32,8 +32,8 @@ from velocast import catalog, paris_calendar, promotions, registry, tasks
 from velocast.store import Store, open_store
 from velocast.train import calibration, counts, export, gate, scoring
 from velocast.train.ingest import IngestReport, ingest
-from velocast.train.pipeline import (MODELS, Outcome, data_range, drop_outages, evaluate, fit,
-                                     fit_table, prepare, publish_fitted, say)
+from velocast.train.pipeline import (MODELS, Outcome, data_range, evaluate, fit, prepare,
+                                     prepare_split, publish_fitted, say)
 
 # Relative: a candidate whose default metric (rmse_log, f1_score) is within 2% of the
 # champion's on the same day is promoted. Day-to-day noise of rmse_log on a 7-day
@@ -207,9 +207,7 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
     fit_rows, holdout_rows = frame[days < first_holdout], frame[days >= first_holdout]
     report.holdout = {**data_range(holdout_rows), "newest_hour": newest_hour}
     fit_to = data_range(fit_rows)["to"]
-    fit_rows = drop_outages(fit_rows)
-    table = fit_table(fit_rows)
-    train_part, holdout = prepare(fit_rows, table), prepare(holdout_rows, table)
+    fit_rows, table, train_part, holdout = prepare_split(fit_rows, holdout_rows)
     counts_holdout = holdout_rows["count"].to_numpy(dtype=np.float64)
     reference = gate.panel(table, report.holdout["to"])
     source_note = {**report.holdout, "note": (

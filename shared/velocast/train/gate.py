@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from velocast import tasks
 from velocast.features import PARIS, CounterTable, Records, build_matrix
 
 PANEL_DAYS = 7
@@ -70,7 +71,7 @@ def check(task: str, records: Records, candidate, champion, history: pd.DataFram
     theirs = None if champion is None else np.asarray(champion(records), dtype=np.float64)
     if not np.isfinite(ours).all():
         return Verdict(False, "non-finite answers on the reference panel")
-    if task == "classify":
+    if tasks.get(task).kind.classifier:
         if theirs is None:
             return Verdict(True, "no champion to compare the busy share with")
         shift = abs(float((ours >= 0.5).mean()) - float((theirs >= 0.5).mean()))

@@ -24,7 +24,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from velocast import registry
+from velocast import registry, tasks
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                Records, build_matrix)
 from velocast.store import Store, open_store
@@ -71,7 +71,7 @@ def _affluence():
 
 @dataclass(frozen=True)
 class ModelSpec:
-    task: str
+    model_type: str             # one of a Task's model_types, which says its task
     make: object
     description: str
     # scikit-learn's MLP trains on one core: a fixed random subset keeps it to seconds.
@@ -79,6 +79,14 @@ class ModelSpec:
     weighted: bool = True       # recency weights (RECENCY_DAYS)
     offset: bool = True         # learn log1p(count) - counter_recent (a regressor)
     hidden: tuple[str, ...] = ()   # features the estimator does not see
+
+    @property
+    def task(self) -> str:
+        return tasks.MODEL_TASK[self.model_type]
+
+    @property
+    def kind(self) -> tasks.Kind:
+        return tasks.get(self.task).kind
 
 
 # Less than a year of rows: the day-of-year circle after an origin is one no training
@@ -88,18 +96,18 @@ class ModelSpec:
 NO_SEASON = ("doy_sin", "doy_cos")
 
 MODELS = {
-    "gbdt": ModelSpec("regress", _gbdt, "HistGradientBoostingRegressor on log1p(count) - counter_recent",
+    "gbdt": ModelSpec("gbdt", _gbdt, "HistGradientBoostingRegressor on log1p(count) - counter_recent",
                       hidden=NO_SEASON),
-    "rf": ModelSpec("regress", _rf, "RandomForestRegressor on log1p(count) - counter_recent",
+    "rf": ModelSpec("rf", _rf, "RandomForestRegressor on log1p(count) - counter_recent",
                     hidden=NO_SEASON),
     # An MLP extrapolates where a tree stays flat, so it does not see the day trend
     # either. With the offset and the recency weight: 6 folds 0.830 -> 0.727 RMSE log1p
     # (plain HGB 0.734), level rather than better. 64x64 units, 150k rows, 80 epochs,
     # 5 bagged nets, one-hot hours or a profile offset did no better.
-    "nn": ModelSpec("regress", _nn, "StandardScaler + MLPRegressor on log1p(count) - counter_recent",
+    "nn": ModelSpec("nn", _nn, "StandardScaler + MLPRegressor on log1p(count) - counter_recent",
                     max_rows=120_000, hidden=("days", *NO_SEASON)),
     # Without "days" and "counter_recent": 6 folds F1 0.8435, with them 0.8371.
-    "affluence": ModelSpec("classify", _affluence,
+    "affluence": ModelSpec("affluence", _affluence,
                            "HistGradientBoostingClassifier: count above the counter's mean",
                            hidden=("days", "counter_recent")),
 }
@@ -172,13 +180,13 @@ def fit_table(frame: pd.DataFrame) -> CounterTable:
 
 
 def fit(spec: ModelSpec, data: Prepared):
-    target = data.busy if spec.task == "classify" else data.log_count
+    target = data.busy if spec.kind.classifier else data.log_count
     matrix = data.matrix
     weight = data.recency_weight if spec.weighted else np.ones(len(matrix))
     if spec.max_rows and len(matrix) > spec.max_rows:
         rows = np.sort(np.random.default_rng(0).choice(len(matrix), spec.max_rows, replace=False))
         matrix, target, weight = matrix[rows], target[rows], weight[rows]
-    offset = OFFSET_COLUMN if spec.task == "regress" and spec.offset else None
+    offset = OFFSET_COLUMN if not spec.kind.classifier and spec.offset else None
     if offset is not None:   # relative to the counter's recent level (features.py)
         target = target - matrix[:, offset]
     hidden = set(spec.hidden) | ({FEATURE_NAMES[offset]} if offset is not None else set())
@@ -218,7 +226,12 @@ def classification_metrics(truth: np.ndarray, probability: np.ndarray) -> dict:
 
 def evaluate(spec: ModelSpec, estimator, data: Prepared) -> dict:
     output = export.sklearn_output(estimator, data.matrix, spec.task)
-    if spec.task == "classify":
+    return kind_metrics(spec.kind, data, output)
+
+
+def kind_metrics(kind: tasks.Kind, data: Prepared, output: np.ndarray) -> dict:
+    """A task kind's metrics of `output` (log1p count or P(busy)) against `data`'s truth."""
+    if kind.classifier:
         return classification_metrics(data.busy, output)
     return regression_metrics(data.log_count, output)
 
@@ -284,8 +297,8 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
         say(f"{prefix}: fitting on {len(train_part.matrix):,} rows for holdout metrics")
         estimator = fit(spec, train_part)
         metrics = evaluate(spec, estimator, holdout)
-        residuals = holdout.log_count - export.sklearn_output(estimator, holdout.matrix, "regress") \
-            if spec.task == "regress" else None
+        residuals = holdout.log_count - export.sklearn_output(estimator, holdout.matrix, spec.task) \
+            if spec.kind.interval else None
         outcome = Outcome(model_type, metrics)
         outcome.seconds["holdout_fit"] = round(time.perf_counter() - started, 1)
         say(f"{prefix}: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -344,10 +357,9 @@ def publish_fitted(store, model_type: str, outcome: Outcome, estimator, table: C
         "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
-        "target": ("1 if the hourly count is above the counter's mean count in the "
-                   "training rows, else 0") if spec.task == "classify" else (
-                       "log1p(hourly count); an offset model learns it minus counter_recent, "
-                       "which its ONNX graph adds back"),
+        "target": tasks.get(spec.task).target + (
+            "; an offset model learns it minus counter_recent, which its ONNX graph adds back"
+            if spec.offset and not spec.kind.classifier else ""),
         "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
                  "parity_max_abs_diff": outcome.parity_gap},
         "counter_table": table.to_dict(),

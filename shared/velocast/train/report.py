@@ -18,9 +18,9 @@ import sys
 from velocast import promotions, tasks
 from velocast.store import open_store
 
-PANELS = (("regress", "rmse_log", "RMSE of log1p(count), lower is better"),
-          ("regress", "mae", "MAE (bikes per hour), lower is better"),
-          ("classify", "f1_score", "F1 of 'forte' (busy), higher is better"))
+# One panel per metric each task's kind tracks live.
+PANELS = tuple((t.name, m, f"{t.name}: {t.kind.metric_titles.get(m, m)}")
+               for t in tasks.TASKS.values() for m in t.kind.live_metrics)
 
 
 def collect(store, references: dict | None = None) -> dict:

@@ -250,8 +250,8 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
         if ok and verdict.ok:
             outcome = Outcome(model_type, decision.candidate)
             residuals = (holdout.log_count - export.sklearn_output(estimator, holdout.matrix,
-                                                                     "regress")
-                         if spec.task == "regress" else None)
+                                                                     spec.task)
+                         if spec.kind.interval else None)
             interval = calibration.card_fields(None, model_type, spec.task, "", "", residuals,
                                                report.holdout)
             publish_fitted(store, model_type, outcome, estimator, table, holdout.matrix,

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from velocast import promotions
+from velocast import promotions, tasks
 from velocast.features import PARIS, Records, build_matrix
 from velocast.store import Store
 from velocast.train.pipeline import classification_metrics, regression_metrics
@@ -27,7 +27,7 @@ def output(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def metrics_for(task: str, output: np.ndarray, counts: np.ndarray, busy: np.ndarray) -> dict:
-    if task == "classify":
+    if tasks.get(task).kind.classifier:
         return classification_metrics(busy, output)
     return regression_metrics(np.log1p(counts), output)
 
@@ -50,7 +50,7 @@ def live_accuracy(model, frame: pd.DataFrame) -> dict:
     scored, mean_count = output(model, newer)
     counts = newer["count"].to_numpy(dtype=np.float64)
     busy = (counts > mean_count).astype(np.int64)
-    keep = ("f1_score",) if model.entry.task == "classify" else ("rmse_log", "mae")
+    keep = tasks.get(model.entry.task).kind.live_metrics
 
     def pick(metrics):
         return {k: round(float(metrics[k]), 6) for k in keep}

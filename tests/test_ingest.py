@@ -93,12 +93,13 @@ def test_late_correction_replaces_the_value_and_keeps_the_old_object(portal, row
     ingest(LocalStore(tmp_path), portal.url, **FAST)
     old_objects = set(snapshot(tmp_path))
     target = max((r for r in portal.rows if r["_epoch"] < epoch(2021, 8, 1)), key=lambda r: r["_epoch"])
-    target["sum_counts"] = "4242.0"
+    corrected = float(target["sum_counts"]) + 12     # a late upload adds bikes
+    target["sum_counts"] = str(corrected)
     report = ingest(LocalStore(tmp_path), portal.url, **FAST)
     assert (report.new, report.updated) == (0, 1)
     assert old_objects < set(snapshot(tmp_path))   # nothing removed or rewritten
     values = {k: v[0] for _, day in counts.read_rows(LocalStore(tmp_path)) for k, v in day.items()}
-    assert values[(target["nom_compteur"], target["_epoch"])] == 4242.0
+    assert values[(target["nom_compteur"], target["_epoch"])] == corrected
 
 
 @pytest.mark.parametrize("fault", ["500", "truncate", "cut_at_row", "schema", "slow"])

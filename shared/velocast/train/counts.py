@@ -2,8 +2,10 @@
 
 Layout (every object written once, never replaced)::
 
-    counts/days/{YYYY-MM-DD}/{sha256[:16]}.csv.gz   one Paris-local day, all counters
-    counts/manifests/{seq:08d}.json                 the set of current day objects
+    counts/days/{YYYY-MM-DD}/{sha256[:16]}.csv.gz        one Paris-local day, all counters
+    counts/manifests/{seq:08d}.json                      the set of current day objects
+    counts/quarantine/{YYYY-MM-DD}/{sha256[:16]}.csv.gz  rows screen.py held back
+    counts/quarantine/{YYYY-MM-DD}/{sha256[:16]}.json    ... and why
 
 A day object is named by its content hash, so a corrected day is a *new* object and
 the old one stays until nothing needs it; a manifest says which object is current for
@@ -19,6 +21,13 @@ in parallel. Gzip CSV needs only the standard library to write and pandas to rea
 with the same four labelled columns as the export, so any day object is itself a
 valid `velocast.train --data` file; Parquet would add pyarrow (~100 MB) to the
 trainer for ~2x smaller objects.
+
+Quarantined rows (train/screen.py) are kept apart in the same write-once way and
+listed under the manifest's `quarantined`, never under `days`: nothing trains on them,
+and a later clean fetch of the same hours is stored like any other. A stored object
+that does not match the sha256 its manifest recorded, or cannot be parsed, is named in
+a warning and skipped (issue 21, N8: one corrupted object made every later ingest end
+in a raw traceback); an unreadable newest manifest gives way to the one before it.
 """
 
 from __future__ import annotations
@@ -30,16 +39,22 @@ import hashlib
 import io
 import json
 import os
+import re
+import sys
 import tempfile
+import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from velocast.features import PARIS
-from velocast.store import AlreadyExists, NotFound, Store
+from velocast.store import AlreadyExists, NotFound, Store, StoreError, StoreUnavailable
 from velocast.train.portal import LABELS
 
 DAYS = "counts/days/"
 MANIFESTS = "counts/manifests/"
+QUARANTINE = "counts/quarantine/"
+_MANIFEST_NAME = re.compile(r"^counts/manifests/(\d{8})\.json$")
 Row = tuple  # (counter, epoch, count, latitude, longitude)
 
 
@@ -59,6 +74,14 @@ def render_day(rows: dict[tuple[str, int], tuple[float, float, float]]) -> bytes
     return gzip.compress(out.getvalue().encode("utf-8"), compresslevel=6, mtime=0)
 
 
+def warn(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] counts: {message}", file=sys.stderr, flush=True)
+
+
+class Unreadable(Exception):
+    """A stored object that is missing, corrupted or unparseable; the message names it."""
+
+
 def parse_day(data: bytes) -> dict[tuple[str, int], tuple[float, float, float]]:
     reader = csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"), newline=""),
                         delimiter=";")
@@ -71,23 +94,101 @@ def parse_day(data: bytes) -> dict[tuple[str, int], tuple[float, float, float]]:
     return rows
 
 
+def _verified(store: Store, entry: dict) -> bytes:
+    """A day or quarantine object's bytes, checked against the sha256 its manifest
+    recorded (raises Unreadable naming the object)."""
+    name = entry.get("object") if isinstance(entry, dict) else None
+    try:
+        data = store.read(name)
+    except StoreUnavailable:
+        raise               # the store is down, not the object corrupted: fail loudly
+    except StoreError as exc:
+        raise Unreadable(f"day object {name} is unreadable: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise Unreadable(f"day object {name} does not match the sha256 its manifest recorded "
+                         "(corrupted)")
+    return data
+
+
+def read_day(store: Store, entry: dict) -> dict:
+    data = _verified(store, entry)
+    try:
+        return parse_day(data)
+    except (OSError, EOFError, zlib.error, ValueError, csv.Error) as exc:
+        raise Unreadable(f"day object {entry['object']} is unreadable: {type(exc).__name__}: {exc}") \
+            from None
+
+
 @dataclass
 class Manifest:
     seq: int
     days: dict          # day -> {"object", "rows", "sha256"}
     newest_epoch: int | None
+    last_seq: int = 0   # the highest manifest number in the store, readable or not
+    warnings: list = field(default_factory=list)
+    counters: list | None = None     # every counter ever stored (None: an older manifest)
+    quarantined: dict = field(default_factory=dict)   # day -> [{"object", "rows", "reasons"}]
 
     @property
     def name(self) -> str:
         return f"{MANIFESTS}{self.seq:08d}.json"
 
 
+def _parse_manifest(data: bytes, seq: int) -> Manifest:
+    raw = json.loads(data.decode("utf-8"))
+    if raw["seq"] != seq:
+        raise ValueError(f"it says seq {raw['seq']!r}")
+    days = dict(raw["days"])
+    for day, entry in days.items():
+        dt.date.fromisoformat(day)
+        if not (isinstance(entry["object"], str) and isinstance(entry["sha256"], str)):
+            raise ValueError(f"bad entry for {day}")
+    newest = raw.get("newest_epoch")
+    if newest is not None and (isinstance(newest, bool) or not isinstance(newest, int)):
+        raise ValueError(f"newest_epoch {newest!r} is not an integer")
+    counters = raw.get("counters")
+    return Manifest(seq, days, newest, seq, [], list(counters) if counters is not None else None,
+                    dict(raw.get("quarantined", {})))
+
+
 def newest_manifest(store: Store) -> Manifest:
-    names = [n for n in store.list(MANIFESTS) if n.endswith(".json")]
-    if not names:
-        return Manifest(0, {}, None)
-    raw = json.loads(store.read(max(names)).decode("utf-8"))
-    return Manifest(int(raw["seq"]), dict(raw["days"]), raw.get("newest_epoch"))
+    """The newest readable manifest; an unreadable newer one is named in a warning and
+    skipped, and `last_seq` keeps the next number new (manifests are write-once)."""
+    numbered = sorted((int(m.group(1)), n) for n in store.list(MANIFESTS)
+                      if (m := _MANIFEST_NAME.match(n)))
+    last = numbered[-1][0] if numbered else 0
+    bad = []
+    for seq, name in reversed(numbered):
+        try:
+            manifest = _parse_manifest(store.read(name), seq)
+        except StoreUnavailable:
+            raise
+        except (StoreError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            bad.append(f"manifest {name} unreadable ({type(exc).__name__}: {str(exc)[:80]})")
+            continue
+        manifest.last_seq = last
+        if bad:
+            manifest.warnings = [f"{'; '.join(bad)}: continued from {manifest.name}"]
+            warn(manifest.warnings[0])
+        return manifest
+    empty = Manifest(0, {}, None, last)
+    if bad:
+        empty.warnings = [f"{'; '.join(bad)}: no readable manifest, starting from an empty one"]
+        warn(empty.warnings[0])
+    return empty
+
+
+def cursor(manifest: Manifest, now: float) -> int | None:
+    """The newest stored hour, never past `now` (issue 21, N2: one row dated 2030 once
+    moved it there and every later ingest asked for hours after 2029). A store already
+    carrying such an hour restarts from the newest day not in the future."""
+    if manifest.newest_epoch is None or manifest.newest_epoch <= now:
+        return manifest.newest_epoch
+    today = local_day(int(now))
+    past = [d for d in manifest.days if d <= today]
+    if not past:
+        return None
+    return int(dt.datetime.combine(dt.date.fromisoformat(max(past)), dt.time(), PARIS).timestamp())
 
 
 @dataclass
@@ -96,6 +197,7 @@ class Merge:
     updated: int = 0
     unchanged: int = 0
     days_written: int = 0
+    warnings: list = field(default_factory=list)
 
 
 def merge(store: Store, current: Manifest, by_day: dict[str, dict]) -> tuple[dict, dict, Merge]:
@@ -106,7 +208,14 @@ def merge(store: Store, current: Manifest, by_day: dict[str, dict]) -> tuple[dic
     stats = Merge()
 
     def old_rows(day):
-        return parse_day(store.read(current.days[day]["object"])) if day in current.days else {}
+        if day not in current.days:
+            return {}
+        try:
+            return read_day(store, current.days[day])
+        except Unreadable as exc:
+            stats.warnings.append(f"{exc}: its rows are treated as missing")
+            warn(stats.warnings[-1])
+            return {}
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         olds = dict(zip(by_day, pool.map(old_rows, by_day)))
@@ -140,23 +249,74 @@ def group_by_day(rows) -> dict[str, dict]:
     return by_day
 
 
-def commit(store: Store, rows, source: str, report: dict, attempts: int = 5) -> tuple[Manifest | None, Merge]:
-    """Merge `rows` into the stored counts and write the next manifest (None: no change)."""
+@dataclass
+class Quarantine:
+    day: str
+    rows: dict          # {(counter, epoch): (count, lat, lon)}
+    reasons: list
+
+
+def _quarantine_objects(held: list[Quarantine], source: str, listed: dict) -> tuple[dict, dict]:
+    """(objects to write, manifest entries by day) for the quarantines not yet listed."""
+    to_write, entries = {}, {}
+    for q in held:
+        data = render_day(q.rows)
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"{QUARANTINE}{q.day}/{digest[:16]}.csv.gz"
+        if any(e["object"] == name for e in listed.get(q.day, []) + entries.get(q.day, [])):
+            continue        # the same rows held back again (overlap re-fetch)
+        why = {"day": q.day, "object": name, "rows": len(q.rows), "reasons": q.reasons,
+               "sha256": digest, "source": source,
+               "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        to_write[name] = (data, "application/gzip")
+        to_write[name[:-len(".csv.gz")] + ".json"] = (json.dumps(why, indent=1).encode(), "application/json")
+        entries.setdefault(q.day, []).append(
+            {"object": name, "rows": len(q.rows), "reasons": q.reasons, "sha256": digest})
+    return to_write, entries
+
+
+def _future_days(days: dict, now: float) -> dict:
+    """Stored days after Paris-today (written before the cursor rule): moved out of
+    `days` into the quarantine listing, their objects kept."""
+    today = local_day(int(now))
+    return {d: [{**days[d], "reasons": ["day in the future"]}] for d in days if d > today}
+
+
+def commit(store: Store, rows, source: str, report: dict, attempts: int = 5, *,
+           quarantine: list[Quarantine] = (), counters=(), now: float | None = None,
+           ) -> tuple[Manifest | None, Merge]:
+    """Merge `rows` into the stored counts, keep `quarantine` apart, and write the next
+    manifest (None: nothing changed). `counters`: names the caller saw stored."""
+    now = time.time() if now is None else now
     by_day = group_by_day(rows)
     for _ in range(attempts):
         current = newest_manifest(store)
         days, to_write, stats = merge(store, current, by_day)
-        if not to_write:
+        future = _future_days(days, now)
+        held, entries = _quarantine_objects(list(quarantine), source, current.quarantined)
+        if not to_write and not held and not future:
             return None, stats
-        for name, data in to_write.items():
+        writes = {**{n: (d, "application/gzip") for n, d in to_write.items()}, **held}
+        for name, (data, kind) in writes.items():
             try:
-                store.write_once(name, data, "application/gzip")
+                store.write_once(name, data, kind)
             except AlreadyExists:
                 pass  # same name is same bytes (content hash)
-        newest = max(int(e) for e in (current.newest_epoch or 0, max(r[1] for r in rows)))
-        manifest = Manifest(current.seq + 1, days, newest)
+        quarantined = {d: list(v) for d, v in current.quarantined.items()}
+        for day, more in [*entries.items(), *future.items()]:
+            quarantined.setdefault(day, []).extend(more)
+        days = {d: e for d, e in days.items() if d not in future}
+        newest = max([e for e in (cursor(current, now), *(r[1] for r in rows)) if e is not None],
+                     default=None)
+        newest = None if newest is None else int(min(newest, now))
+        names = sorted(set(current.counters or ()) | set(counters) | {r[0] for r in rows})
+        manifest = Manifest(max(current.seq, current.last_seq) + 1, days, newest, counters=names,
+                            quarantined=quarantined)
+        manifest.last_seq = manifest.seq
         body = {"seq": manifest.seq, "days": days, "newest_epoch": newest,
-                "newest_hour": dt.datetime.fromtimestamp(newest, dt.timezone.utc).isoformat(),
+                "newest_hour": None if newest is None else
+                dt.datetime.fromtimestamp(newest, dt.timezone.utc).isoformat(),
+                "counters": names, "quarantined": quarantined,
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "source": source, "report": {**report, **vars(stats)}}
         try:
@@ -168,13 +328,34 @@ def commit(store: Store, rows, source: str, report: dict, attempts: int = 5) -> 
     raise RuntimeError(f"could not commit after {attempts} concurrent ingests")
 
 
+def _readable(store: Store, manifest: Manifest, chosen: list[str], read) -> list:
+    """(day, read(store, entry)) for the chosen days; an unreadable one is named in a
+    warning and skipped, so one corrupted object does not stop the rest."""
+    def one(day):
+        try:
+            return day, read(store, manifest.days[day])
+        except Unreadable as exc:
+            warn(f"{exc}: skipped")
+            return day, None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [(d, data) for d, data in pool.map(one, chosen) if data is not None]
+
+
 def read_rows(store: Store, days: list[str] | None = None, manifest: Manifest | None = None):
     """(day, {(counter, epoch): (count, lat, lon)}) for the given days (all by default)."""
     manifest = manifest or newest_manifest(store)
     chosen = sorted(manifest.days) if days is None else [d for d in sorted(days) if d in manifest.days]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        datas = pool.map(lambda d: store.read(manifest.days[d]["object"]), chosen)
-        return [(d, parse_day(b)) for d, b in zip(chosen, datas)]
+    return _readable(store, manifest, chosen, read_day)
+
+
+def _day_csv(store: Store, entry: dict) -> bytes:
+    """A day object's rows as CSV lines without the header (verified)."""
+    try:
+        return gzip.decompress(_verified(store, entry)).split(b"\n", 1)[1]
+    except (OSError, EOFError, zlib.error, IndexError) as exc:
+        raise Unreadable(f"day object {entry['object']} is unreadable: {type(exc).__name__}: {exc}") \
+            from None
 
 
 def window_days(manifest: Manifest, window_days: int, until: str | None = None) -> list[str]:
@@ -196,9 +377,8 @@ def export_window(store: Store, window: int, until: str | None = None) -> str:
     fd, path = tempfile.mkstemp(prefix="velocast-counts-", suffix=".csv")
     with os.fdopen(fd, "wb") as out:
         out.write((";".join(LABELS) + "\n").encode())
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for data in pool.map(lambda d: store.read(manifest.days[d]["object"]), days):
-                out.write(gzip.decompress(data).split(b"\n", 1)[1])
+        for _, data in _readable(store, manifest, days, _day_csv):
+            out.write(data)
     return path
 
 

@@ -8,7 +8,14 @@ in full, 120 selected). A count of the same `where` (`/records?limit=0`, its
 boundary would otherwise look complete.
 
 A download is all or nothing: HTTP errors are retried a bounded number of times, and
-a cut, garbled or re-shaped body raises Refused, so the caller stores nothing.
+a cut, garbled, re-shaped or oversized body raises Refused, so the caller stores nothing.
+
+A download is bounded (issue 21, N4: a 1 MB gzip bomb grew an unbounded ingest to
+7.9 GB before a MemoryError; a trickled 2 GB body had no overall deadline): the body
+may hold at most BYTES_PER_ROW x the counted rows + BYTES_SLACK bytes *after*
+decompression (urllib3 >= 2.6 decodes Content-Encoding a bounded piece per read, so
+the count is taken as the bytes arrive, never after), and the whole fetch, retries
+included, must end by a deadline of DEADLINE_BASE + the cap at DEADLINE_RATE.
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import sys
 import time
 from dataclasses import dataclass, field
 
 import requests
+import urllib3
 
 DATASET = "comptage-velo-donnees-compteurs"
 DEFAULT_SOURCE = "https://opendata.paris.fr"
@@ -45,10 +54,30 @@ BACKOFF_SECONDS = 2.0
 # More unusable rows than this share means the body is garbled, not a few bad rows.
 MAX_BAD_ROW_SHARE = 0.05
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# The selected 4-column row is ~120 bytes (the live sample); 400 is 3.3x that, so a
+# real export never nears the cap and one ignoring `select` (1,340 bytes a row) or a
+# decompression bomb is cut as soon as it passes it. The slack covers the header and
+# rows published between the count call and the export.
+BYTES_PER_ROW = 400
+BYTES_SLACK = 1_000_000
+# The count of a 13-month export is ~1.1 M rows (~110 counters x 24 x 400 days):
+# more than 5 M is not this dataset, and would make the byte cap meaningless.
+MAX_ROWS = 5_000_000
+# A count answer is a few hundred bytes of JSON.
+COUNT_BYTES = 1_000_000
+# Deadline: 120 s plus the cap at 100 kB/s (a full 13-month selected export of
+# ~130 MB cap gets ~23 min; it arrives in ~1 min on a normal line).
+DEADLINE_BASE = 120.0
+DEADLINE_RATE = 100_000.0
+READ_PIECE = 1 << 16
 
 
 class Refused(Exception):
     """The download is unusable as a whole; nothing from it may be stored."""
+
+
+class _Final(Refused):
+    """Refused for a reason a retry cannot change (oversized, past the deadline)."""
 
 
 @dataclass
@@ -74,12 +103,12 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _get(session: requests.Session, url: str, params: dict, stream: bool, timeout, attempts: int,
-         backoff: float):
+def _get(session: requests.Session, url: str, params: dict, timeout, attempts: int, backoff: float):
+    """A 200 response, its body not read yet (callers read it with _read_capped)."""
     last = ""
     for attempt in range(1, attempts + 1):
         try:
-            response = session.get(url, params=params, stream=stream, timeout=timeout)
+            response = session.get(url, params=params, stream=True, timeout=timeout)
             if response.status_code == 200:
                 return response
             last = f"HTTP {response.status_code} from {url}"
@@ -94,36 +123,70 @@ def _get(session: requests.Session, url: str, params: dict, stream: bool, timeou
     raise Refused(f"portal unreachable after {attempts} attempt(s): {last}")
 
 
-def _count(session, base: str, where: str | None, timeout, attempts, backoff) -> int:
+def _read_capped(response, cap: int, deadline: float, what: str, progress=None) -> bytes:
+    """The decoded body, refused once it passes `cap` bytes or the deadline passes.
+    read1 returns what one socket read brings, so a trickle is checked against the
+    deadline at least once per read timeout (iter_content waits to fill its chunk)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise _Final(f"{what}: the portal declares {int(declared):,} bytes, more than the "
+                     f"{cap:,} allowed")
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _Final(f"{what}: past the download deadline after {size:,} bytes")
+        chunk = response.raw.read1(READ_PIECE, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise _Final(f"{what}: more than the {cap:,} bytes allowed (decompressed)")
+        chunks.append(chunk)
+        if progress:
+            progress(size)
+
+
+def _count(session, base: str, where: str | None, timeout, attempts, backoff, deadline) -> int:
     params = {"limit": 0, **({"where": where} if where else {})}
-    response = _get(session, base + RECORDS_PATH, params, False, timeout, attempts, backoff)
+    response = _get(session, base + RECORDS_PATH, params, timeout, attempts, backoff)
     try:
-        return int(response.json()["total_count"])
+        total = json.loads(_read_capped(response, COUNT_BYTES, deadline, "record count"))["total_count"]
+        if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= MAX_ROWS:
+            raise ValueError(f"total_count {str(total)[:40]} is not a row count up to {MAX_ROWS:,}")
+        return total
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Refused(f"record count unreadable: {type(exc).__name__}: {exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise Refused(f"record count unreadable: {exc}") from None
+    finally:
+        response.close()
 
 
-def _body(session, base: str, params: dict, timeout, attempts, backoff, expected: int) -> bytes:
+def _body(session, base: str, params: dict, timeout, attempts, backoff, expected: int,
+          cap: int, deadline: float) -> bytes:
     """The whole body, read with progress; a connection cut mid-body is retried."""
     last = ""
     for attempt in range(1, attempts + 1):
-        chunks, size, started, shown = [], 0, time.monotonic(), time.monotonic()
+        started = shown = time.monotonic()
+        size = 0
+
+        def progress(received):
+            nonlocal shown, size
+            size = received
+            if time.monotonic() - shown >= 5:
+                shown = time.monotonic()
+                say(f"portal: {received / 1e6:.1f} MB received ({received / (shown - started) / 1e6:.1f}"
+                    f" MB/s; ~{expected:,} rows expected)")
+
         try:
-            response = _get(session, base + EXPORT_PATH, params, True, timeout, 1, backoff)
+            response = _get(session, base + EXPORT_PATH, params, timeout, 1, backoff)
         except Refused as exc:
             response, last = None, str(exc)
         try:
             if response is None:
                 raise requests.RequestException(last)
-            for chunk in response.iter_content(1 << 16):
-                chunks.append(chunk)
-                size += len(chunk)
-                if time.monotonic() - shown >= 5:
-                    shown = time.monotonic()
-                    say(f"portal: {size / 1e6:.1f} MB received ({size / (shown - started) / 1e6:.1f}"
-                        f" MB/s; ~{expected:,} rows expected)")
-            return b"".join(chunks)
-        except requests.RequestException as exc:
+            return _read_capped(response, cap, deadline, "export", progress)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # urllib3 enforces Content-Length: a body shorter than announced lands here.
             if response is not None:
                 last = f"download cut after {size:,} bytes: {type(exc).__name__}: {exc}"
@@ -131,6 +194,8 @@ def _body(session, base: str, params: dict, timeout, attempts, backoff, expected
             if response is not None:
                 response.close()
         if attempt < attempts:
+            if time.monotonic() + backoff * 2 ** (attempt - 1) > deadline:
+                raise _Final(f"{last}; no time left before the download deadline to retry")
             say(f"portal: {last}; retry {attempt}/{attempts - 1}")
             time.sleep(backoff * 2 ** (attempt - 1))
     raise Refused(last)
@@ -169,7 +234,11 @@ def parse(body: bytes, expected: int | None) -> Download:
         why = None
         try:
             value = float(count)
-            if not value >= 0 or value != value:
+            if value != value:
+                why = "not a number"
+            elif value in (float("inf"), float("-inf")):
+                why = "infinite count"
+            elif value < 0:
                 why = "negative count"
         except ValueError:
             why = "no count" if not count else "bad count"
@@ -196,9 +265,15 @@ def parse(body: bytes, expected: int | None) -> Download:
     return Download(rows, received, refused, len(body))
 
 
+def byte_cap(expected_rows: int) -> int:
+    return BYTES_PER_ROW * expected_rows + BYTES_SLACK
+
+
 def fetch(source: str, since: dt.datetime | None, until: dt.datetime | None = None,
-          timeout=TIMEOUT, attempts: int = ATTEMPTS, backoff: float = BACKOFF_SECONDS) -> Download:
-    """Every row with since <= date < until, checked whole (raises Refused)."""
+          timeout=TIMEOUT, attempts: int = ATTEMPTS, backoff: float = BACKOFF_SECONDS,
+          max_seconds: float | None = None) -> Download:
+    """Every row with since <= date < until, checked whole (raises Refused).
+    `max_seconds` overrides the deadline derived from the byte cap (tests)."""
     base = source.rstrip("/")
     where = where_clause(since, until)
     params = {"select": ",".join(FIELDS), "order_by": "date", "use_labels": "true",
@@ -206,10 +281,16 @@ def fetch(source: str, since: dt.datetime | None, until: dt.datetime | None = No
     if where:
         params["where"] = where
     started = time.monotonic()
+    # The count call is small: it gets the base deadline (or the override) on its own.
+    deadline = started + (DEADLINE_BASE if max_seconds is None else max_seconds)
     with requests.Session() as session:
-        expected = _count(session, base, where, timeout, attempts, backoff)
-        say(f"portal: {expected:,} rows to fetch ({where or 'everything'})")
-        body = _body(session, base, params, timeout, attempts, backoff, expected)
+        expected = _count(session, base, where, timeout, attempts, backoff, deadline)
+        cap = byte_cap(expected)
+        if max_seconds is None:
+            deadline = started + DEADLINE_BASE + cap / DEADLINE_RATE
+        say(f"portal: {expected:,} rows to fetch ({where or 'everything'}; at most {cap / 1e6:.1f} MB"
+            f" within {deadline - started:.0f} s)")
+        body = _body(session, base, params, timeout, attempts, backoff, expected, cap, deadline)
     download = parse(body, expected)
     download.seconds = time.monotonic() - started
     return download

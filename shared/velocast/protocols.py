@@ -76,6 +76,52 @@ class RemoteFunctionError(ApiError):
         return {"errorMessage": self.message}
 
 
+# -- before the body is parsed ---------------------------------------------------------
+# BigQuery's body opens with requestId, caller and sessionUser (BigQuery docs, Remote
+# functions, "Input format"), before the calls: their names within its first bytes
+# tell a BigQuery call when the body is refused before it is parsed (too large, too
+# many values, not JSON), so that BigQuery still gets {"errorMessage"} (issue 25, N15:
+# 100,000 calls got a 413 in the {"error"} shape).
+SNIFF_BYTES = 4096
+BIGQUERY_MARKERS = (b'"requestId"', b'"sessionUser"')
+# NOTES for BigQuery callers whose request is refused as too large.
+TOO_LARGE_HINT = "; lower the routine's max_batching_rows"
+
+
+def looks_like_bigquery(raw: bytes) -> bool:
+    start = raw[:SNIFF_BYTES]
+    return start.lstrip().startswith(b"{") and any(m in start for m in BIGQUERY_MARKERS)
+
+
+def shaped(raw: bytes, error: ApiError) -> ApiError:
+    """`error` as BigQuery reads it if `raw` (the body, or its start) is a BigQuery call."""
+    if not looks_like_bigquery(raw) or isinstance(error, RemoteFunctionError):
+        return error
+    message = error.message
+    if error.status == 413:
+        message += TOO_LARGE_HINT
+    elif error.status in (401, 403):
+        message += "; a BigQuery remote function sends it as userDefinedContext.api_key"
+    return _error(error.status, error.code, message, error.headers)
+
+
+def shaped_like(model: ApiError, error: ApiError) -> ApiError:
+    """`error` in the shape `model` was answered in (a key refusal takes the place of a
+    body error: a caller without a key learns nothing about its body)."""
+    if isinstance(model, RemoteFunctionError) and not isinstance(error, RemoteFunctionError):
+        return _error(error.status, error.code, error.message + "; a BigQuery remote "
+                      "function sends it as userDefinedContext.api_key", error.headers)
+    return error
+
+
+def may_carry_key(raw: bytes) -> bool:
+    """Whether a body can hold a client key (userDefinedContext.api_key): its name is
+    written out, or escaped (\\u005f...). A keyless request whose body cannot is refused
+    without parsing it: parsing a 10 MB body took 0.27-0.75 s (issue 25, N13), looking
+    for the two byte strings ~2 ms (bench/README.md)."""
+    return b'"api_key"' in raw or b"\\u" in raw
+
+
 def _error(status: int, code: str, message: str, headers=None, bigquery_body: bool = True):
     """BigQuery gets {"errorMessage"}; a Vertex client the usual error body, with the
     old body's 422 where BigQuery gets a 400."""

@@ -24,6 +24,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from velocast import tasks
 from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice
 from velocast.features import MAX_NEIGHBOUR_KM, Records, build_matrix
 from velocast.schema import MAX_NAME_LENGTH, parse_timestamp
@@ -32,16 +33,9 @@ from velocast.schema import MAX_NAME_LENGTH, parse_timestamp
 # (tests/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
 BIGQUERY_ARGUMENTS = (("counter", "STRING"), ("ts", "TIMESTAMP"), ("lat", "FLOAT64"),
                       ("lon", "FLOAT64"))
-# What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type.
-# classify defaults to the probability: a FLOAT64 sorts, averages and thresholds in
-# SQL without JSON_VALUE; "busy" gives the function's own 0.5 decision as a BOOL.
-OUTPUTS = {
-    "regress": {"count": "FLOAT64", "interval": "JSON"},
-    "classify": {"probability": "FLOAT64", "busy": "BOOL", "label": "STRING", "object": "JSON"},
-}
-DEFAULT_OUTPUT = {"regress": "count", "classify": "probability"}
-# Vertex clients read JSON, not SQL: classify answers {"label", "probability"} there.
-VERTEX_DEFAULT_OUTPUT = {"regress": "count", "classify": "object"}
+# What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type
+# (each task's kind says, velocast.tasks.Kind).
+OUTPUTS = {t.name: t.kind.outputs for t in tasks.TASKS.values()}
 CONTEXT_KEYS = ("model_type", "metric", "output", "api_key")
 MAX_ERROR_CHARS = 900  # BigQuery shows errorMessage to the SQL user; keep it under 1 KB
 
@@ -132,13 +126,14 @@ def _error(status: int, code: str, message: str, headers=None, bigquery_body: bo
     return RemoteFunctionError(status, code, message, headers=headers)
 
 
-def _options(task: str, given, where: str, default_output: dict, bigquery_body: bool) -> dict:
+def _options(task: str, given, where: str, default_output: str, bigquery_body: bool) -> dict:
     if given is None:
         given = {}
     if not isinstance(given, dict):
         raise _error(400, "invalid_request", f"'{where}' must be a JSON object",
                      bigquery_body=bigquery_body)
-    options = {"model_type": None, "metric": None, "output": default_output[task]}
+    outputs = tasks.get(task).kind.outputs
+    options = {"model_type": None, "metric": None, "output": default_output}
     for name in ("model_type", "metric", "output"):
         value = given.get(name)
         if value is None:
@@ -147,10 +142,10 @@ def _options(task: str, given, where: str, default_output: dict, bigquery_body: 
             raise _error(400, "invalid_request", f"{where}.{name} must be a short string",
                          bigquery_body=bigquery_body)
         options[name] = value
-    if options["output"] not in OUTPUTS[task]:
+    if options["output"] not in outputs:
         raise _error(400, "invalid_request",
                      f"{where}.output {options['output']!r} is not one of "
-                     f"{', '.join(OUTPUTS[task])} for {task}", bigquery_body=bigquery_body)
+                     f"{', '.join(outputs)} for {task}", bigquery_body=bigquery_body)
     return options
 
 
@@ -167,23 +162,10 @@ def _model(service, options: dict, bigquery_body: bool):
 
 def _replier(task: str, output: str, response: dict, bigquery_body: bool):
     """i -> the reply for the i-th scored row, from the function's own response."""
-    if task == "regress":
-        counts = response["predictions"]
-        if output == "count":
-            return counts.__getitem__
-        if "lower" not in response or "upper" not in response:
-            raise _error(400, "invalid_request", "output 'interval': the served regress model "
-                         "has no prediction intervals (lower/upper)", bigquery_body=bigquery_body)
-        lower, upper = response["lower"], response["upper"]
-        return lambda i: {"count": counts[i], "lower": lower[i], "upper": upper[i]}
-    probability, label = response["probabilities"], response["label"]
-    if output == "probability":
-        return probability.__getitem__
-    if output == "busy":
-        return lambda i: bool(response["predictions"][i])
-    if output == "label":
-        return label.__getitem__
-    return lambda i: {"label": label[i], "probability": probability[i]}
+    try:
+        return tasks.get(task).kind.replies(output, response)
+    except ValueError as exc:
+        raise _error(400, "invalid_request", f"{exc} ({task})", bigquery_body=bigquery_body) from None
 
 
 # -- BigQuery ------------------------------------------------------------------------
@@ -296,7 +278,8 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
     if len(calls) > limit:
         raise _error(413, "too_many_records", f"{len(calls):,} calls; the limit is {limit:,} "
                      "per request: lower the routine's max_batching_rows")
-    options = _options(service.task, context, "userDefinedContext", DEFAULT_OUTPUT, True)
+    options = _options(service.task, context, "userDefinedContext",
+                       tasks.get(service.task).kind.bigquery_output, True)
     names, epochs, lats, lons, usable = _parse_calls(calls)
     replies: list = [None] * len(calls)
     fields = {"name": "bigquery", "request_id": str(body.get("requestId", ""))[:100],
@@ -328,7 +311,8 @@ def vertex(service, body: dict, denied=None) -> tuple[dict, int]:
         raise _error(422, "invalid_request", "'instances' must be a non-empty list of records",
                      bigquery_body=False)
     parameters = body.get("parameters")
-    options = _options(service.task, parameters, "parameters", VERTEX_DEFAULT_OUTPUT, False)
+    options = _options(service.task, parameters, "parameters",
+                       tasks.get(service.task).kind.vertex_output, False)
     response, count = service.predict_records(
         {"records": instances, "model_type": options["model_type"], "metric": options["metric"]})
     reply = _replier(service.task, options["output"], response, False)

@@ -73,6 +73,30 @@ class OnnxOutput:
     columns: int | None = None    # None: one value per row, shape (rows,) or (rows, 1)
 
 
+def _regression_replies(output: str, response: dict):
+    """i -> the i-th reply of another caller's body (BigQuery, Vertex AI), from the
+    function's own response; ValueError if the response cannot give that output."""
+    counts = response["predictions"]
+    if output == "count":
+        return counts.__getitem__
+    if "lower" not in response or "upper" not in response:
+        raise ValueError("output 'interval': the served model has no prediction intervals "
+                         "(lower/upper)")
+    lower, upper = response["lower"], response["upper"]
+    return lambda i: {"count": counts[i], "lower": lower[i], "upper": upper[i]}
+
+
+def _classification_replies(output: str, response: dict):
+    probability, label = response["probabilities"], response["label"]
+    if output == "probability":
+        return probability.__getitem__
+    if output == "busy":
+        return lambda i: bool(response["predictions"][i])
+    if output == "label":
+        return label.__getitem__
+    return lambda i: {"label": label[i], "probability": probability[i]}
+
+
 @dataclass(frozen=True)
 class Kind:
     """What a task's models are, and so how they are trained, checked, scored and
@@ -89,6 +113,12 @@ class Kind:
     live_metrics: tuple[str, ...]            # live accuracy and `make report` track these
     metric_titles: dict = field(default_factory=dict)   # report panel titles
     interval: bool = False                   # answers an 80 % interval (velocast.intervals)
+    # Other callers' bodies (velocast.protocols): reply name -> BigQuery SQL type, the
+    # default for BigQuery and for Vertex AI, and (output, response) -> i -> reply.
+    outputs: dict = field(default_factory=dict)
+    bigquery_output: str = ""
+    vertex_output: str = ""
+    replies: Callable[[str, dict], Callable] | None = None
 
 
 REGRESSION = Kind(
@@ -96,12 +126,19 @@ REGRESSION = Kind(
     response=_regress_response, onnx_outputs=(OnnxOutput("variable"),), output_range=None,
     live_metrics=("rmse_log", "mae"), interval=True,
     metric_titles={"rmse_log": "RMSE of log1p(count), lower is better",
-                   "mae": "MAE (bikes per hour), lower is better"})
+                   "mae": "MAE (bikes per hour), lower is better"},
+    outputs={"count": "FLOAT64", "interval": "JSON"}, bigquery_output="count",
+    vertex_output="count", replies=_regression_replies)
 CLASSIFICATION = Kind(
     name="classification", classifier=True, model_output=classifier_probability,
     response=_classify_response, onnx_outputs=(OnnxOutput("label"), OnnxOutput("probabilities", 2)),
     output_range=(0.0, 1.0), live_metrics=("f1_score",),
-    metric_titles={"f1_score": "F1 of 'forte' (busy), higher is better"})
+    metric_titles={"f1_score": "F1 of 'forte' (busy), higher is better"},
+    # BigQuery defaults to the probability: a FLOAT64 sorts, averages and thresholds in
+    # SQL without JSON_VALUE; "busy" gives the function's own 0.5 decision as a BOOL.
+    # Vertex clients read JSON, not SQL: {"label", "probability"} there.
+    outputs={"probability": "FLOAT64", "busy": "BOOL", "label": "STRING", "object": "JSON"},
+    bigquery_output="probability", vertex_output="object", replies=_classification_replies)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ import socket
 import threading
 import time
 
+from velocast.errors import ApiError
+
 # Per record: an object, a coordinate list and the request's own containers...
 CONTAINERS_PER_RECORD, CONTAINER_SLACK = 4, 64
 # ... and its separators: the export's 16 columns give 16 commas, a coordinate pair one.
@@ -200,3 +202,10 @@ def structure_error(raw: bytes, max_records: int) -> str | None:
     if commas > allowed:
         return f"body holds {commas:,} JSON values; at most {allowed:,} for {max_records:,} records"
     return None
+
+
+def check_count(records, limit: int) -> None:
+    """At most `limit` records (calls, instances) per request: 413 otherwise."""
+    if isinstance(records, list) and len(records) > limit:
+        raise ApiError(413, "too_many_records",
+                       f"{len(records):,} records; the limit is {limit:,} per request")

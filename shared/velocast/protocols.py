@@ -8,7 +8,8 @@
               -> {"predictions": [...]}, one per instance
 
 `detect(body)` tells which (None: the old {"records"} body); the service calls the
-handler it returns. BigQuery retries 408, 429, 500, 503 and 504, so bad input is
+handler it returns with a `Caller`: the prediction core, the record limit and the key
+check, nothing of the service itself. BigQuery retries 408, 429, 500, 503 and 504, so bad input is
 never a 5xx: a malformed request is a 400, and a call that cannot be scored (a null,
 a bad timestamp, an unknown counter without usable coordinates) gets a null reply
 while the others are scored, counted in the request's log line. Replies depend on
@@ -20,14 +21,18 @@ from __future__ import annotations
 
 import contextvars
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from operator import itemgetter
 
 import numpy as np
 
 from velocast import tasks
 from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice
-from velocast.features import MAX_NEIGHBOUR_KM, Records, build_matrix
-from velocast.schema import MAX_NAME_LENGTH, parse_timestamp
+from velocast.body import check_count
+from velocast.features import Records
+from velocast.prediction import Predictor
+from velocast.schema import MAX_NAME_LENGTH, parse_records, parse_timestamp
 
 # The SQL signature every remote function over these endpoints declares, in order
 # (tests/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
@@ -50,6 +55,18 @@ def take_log_fields() -> dict:
         return {}
     _log_fields.set(None)
     return fields
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What an adapter may use: the task's predictor, the record limit, the key check."""
+    predictor: Predictor
+    max_records: int
+    check_key: Callable[[dict], None]    # raises ApiError for a missing or wrong key
+
+    @property
+    def task(self) -> str:
+        return self.predictor.task.name
 
 
 def detect(body: dict):
@@ -149,9 +166,11 @@ def _options(task: str, given, where: str, default_output: str, bigquery_body: b
     return options
 
 
-def _model(service, options: dict, bigquery_body: bool):
+def _predict(caller: Caller, records: Records, options: dict, bigquery_body: bool,
+             skip_unscorable: bool = False):
     try:
-        return service.cache.get(options["model_type"], options["metric"])
+        return caller.predictor.predict(records, options["model_type"], options["metric"],
+                                        skip_unscorable)
     except UnknownModelChoice as exc:
         raise _error(400, "invalid_request", exc.message, bigquery_body=bigquery_body) from None
     except NoModelAvailable as exc:
@@ -233,32 +252,7 @@ def _parse_calls(calls: list) -> tuple[list, np.ndarray, np.ndarray, np.ndarray,
             _floats(list(map(itemgetter(3), calls))), usable)
 
 
-def _scorable(names, lats, lons, usable, table) -> np.ndarray:
-    """Rows build_matrix can take: a known counter, or an unknown one whose
-    coordinates lie within MAX_NEIGHBOUR_KM of a known counter."""
-    ok = usable.copy()
-    known: dict[str, bool] = {}
-    near: dict[tuple, bool] = {}
-    for i in np.flatnonzero(usable).tolist():
-        name = names[i]
-        is_known = known.get(name)
-        if is_known is None:
-            is_known = known[name] = table.index_of(name) is not None
-        if is_known:
-            continue
-        lat, lon = lats[i], lons[i]
-        if not (math.isfinite(lat) and math.isfinite(lon)
-                and -90 <= lat <= 90 and -180 <= lon <= 180):
-            ok[i] = False
-            continue
-        key = (float(lat), float(lon))
-        if key not in near:
-            near[key] = table.nearest_km(lat, lon) <= MAX_NEIGHBOUR_KM
-        ok[i] = near[key]
-    return ok
-
-
-def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
+def bigquery(body: dict, caller: Caller, denied=None) -> tuple[dict, int]:
     context = body.get("userDefinedContext")
     if denied is not None:
         # BigQuery sends no headers of ours (its Authorization is a Google ID token),
@@ -268,33 +262,31 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
             raise _error(denied.status, denied.code, denied.message + "; a BigQuery remote "
                          "function sends it as userDefinedContext.api_key", denied.headers)
         try:
-            service._keys.check_client({"X-API-Key": key})
+            caller.check_key({"X-API-Key": key})
         except ApiError as exc:
             raise _error(exc.status, exc.code, exc.message, exc.headers) from None
     calls = body.get("calls")
     if not isinstance(calls, list):
         raise _error(400, "invalid_request", "'calls' must be a list of argument lists")
-    limit = service.settings.max_records
-    if len(calls) > limit:
-        raise _error(413, "too_many_records", f"{len(calls):,} calls; the limit is {limit:,} "
-                     "per request: lower the routine's max_batching_rows")
-    options = _options(service.task, context, "userDefinedContext",
-                       tasks.get(service.task).kind.bigquery_output, True)
+    if len(calls) > caller.max_records:
+        raise _error(413, "too_many_records", f"{len(calls):,} calls; the limit is "
+                     f"{caller.max_records:,} per request: lower the routine's max_batching_rows")
+    options = _options(caller.task, context, "userDefinedContext",
+                       caller.predictor.task.kind.bigquery_output, True)
     names, epochs, lats, lons, usable = _parse_calls(calls)
     replies: list = [None] * len(calls)
     fields = {"name": "bigquery", "request_id": str(body.get("requestId", ""))[:100],
               "calls": len(calls)}
     if calls:
-        model = _model(service, options, True)
-        rows = np.flatnonzero(_scorable(names, lats, lons, usable, model.table))
-        if len(rows):
-            batch = build_matrix(Records([names[i] for i in rows.tolist()], epochs[rows],
-                                         lats[rows], lons[rows]), model.table)
-            response = service.description.response(model.run(batch.matrix), model)
-            reply = _replier(service.task, options["output"], response, True)
-            for j, i in enumerate(rows.tolist()):
+        rows = np.flatnonzero(usable)
+        answer = _predict(caller, Records([names[i] for i in rows.tolist()], epochs[rows],
+                                          lats[rows], lons[rows]), options, True,
+                          skip_unscorable=True)
+        if answer.fields:
+            reply = _replier(caller.task, options["output"], answer.fields, True)
+            for j, i in enumerate(rows[answer.rows].tolist()):
                 replies[i] = reply(j)
-        fields["model_version"] = model.entry.version
+        fields["model_version"] = answer.model.entry.version
     fields["null_replies"] = replies.count(None)
     _log_fields.set({"protocol": fields})
     return {"replies": replies}, len(calls)
@@ -302,20 +294,20 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
 
 # -- Vertex AI -----------------------------------------------------------------------
 
-def vertex(service, body: dict, denied=None) -> tuple[dict, int]:
-    """Scored exactly as the old body (same validation, same 4xx), reshaped."""
+def vertex(body: dict, caller: Caller, denied=None) -> tuple[dict, int]:
+    """Validated exactly as the old body (same 4xx), scored by the same core, reshaped."""
     if denied is not None:
         raise denied
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise _error(422, "invalid_request", "'instances' must be a non-empty list of records",
                      bigquery_body=False)
-    parameters = body.get("parameters")
-    options = _options(service.task, parameters, "parameters",
-                       tasks.get(service.task).kind.vertex_output, False)
-    response, count = service.predict_records(
-        {"records": instances, "model_type": options["model_type"], "metric": options["metric"]})
-    reply = _replier(service.task, options["output"], response, False)
-    _log_fields.set({"protocol": {"name": "vertex", "instances": count}})
-    return {"predictions": [reply(i) for i in range(count)],
-            "modelVersionId": response["model"]["version"]}, count
+    check_count(instances, caller.max_records)
+    options = _options(caller.task, body.get("parameters"), "parameters",
+                       caller.predictor.task.kind.vertex_output, False)
+    records = parse_records(instances)
+    answer = caller.predictor.predict(records, options["model_type"], options["metric"])
+    reply = _replier(caller.task, options["output"], answer.fields, False)
+    _log_fields.set({"protocol": {"name": "vertex", "instances": len(records)}})
+    return {"predictions": [reply(i) for i in range(len(records))],
+            "modelVersionId": answer.model.entry.version}, len(records)

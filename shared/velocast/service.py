@@ -18,11 +18,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import advisories, api_docs, catalog, logs, page, protocols, tasks
+from velocast import api_docs, catalog, logs, page, protocols, tasks
 from velocast import body as request_body
 from velocast.errors import ApiError
-from velocast.features import COORDINATES, COUNTER, build_matrix
 from velocast.model_cache import ModelCache
+from velocast.prediction import Predictor
 from velocast.schema import parse_json, parse_records
 
 log = logging.getLogger("velocast.service")
@@ -312,17 +312,16 @@ class Service:
             raise
         handler = protocols.detect(body)  # BigQuery remote functions, Vertex AI
         if handler is not None:
-            return handler(self, body, denied)
+            return handler(body, protocols.Caller(self.predictor, self.settings.max_records,
+                                                  self._keys.check_client), denied)
         if denied is not None:
             raise denied
         return self.predict_records(body)
 
     def predict_records(self, body: dict) -> tuple[dict, int]:
+        """The old {"records"} body: validated here, scored by the prediction core."""
         records = body.get("records")
-        if isinstance(records, list) and len(records) > self.settings.max_records:
-            raise ApiError(413, "too_many_records",
-                            f"{len(records):,} records; the limit is {self.settings.max_records:,} "
-                            "per request")
+        request_body.check_count(records, self.settings.max_records)
         options = {}
         for name in ("model_type", "metric"):
             value = body.get(name)
@@ -332,25 +331,15 @@ class Service:
                                   + ("'gbdt'" if name == "model_type" else "'r2'")}])
             options[name] = value
         parsed = parse_records(records)
-        model = self.cache.get(options["model_type"], options["metric"])
-        batch = build_matrix(parsed, model.table)
-        outputs = model.run(batch.matrix)
-        response = self.description.response(outputs, model)
-        metric = options["metric"] or self.description.default_metric
-        response["model"] = model.describe(metric)
-        warnings = parsed.warnings + advisories.for_batch(
-            parsed.names, parsed.epoch_seconds, model.table) + [
-            {"record": row, "field": COUNTER,
-             "message": f"counter {parsed.names[row]!r} was not seen in training; "
-                        "predicted from the nearest known counters"}
-            for row in batch.unknown_counters] + [
-            {"record": row, "field": COORDINATES,
-             "message": f"counter {parsed.names[row]!r} is known elsewhere; predicted at its "
-                        "known place, not at the coordinates given"}
-            for row in batch.moved_counters]
-        if warnings:
-            response["warnings"] = sorted(warnings, key=lambda w: w["record"])[:MAX_WARNINGS]
+        answer = self.predictor.predict(parsed, options["model_type"], options["metric"])
+        response = {**answer.fields, "model": answer.describe_model()}
+        if answer.warnings:
+            response["warnings"] = answer.warnings[:MAX_WARNINGS]
         return response, len(parsed)
+
+    @property
+    def predictor(self) -> Predictor:
+        return Predictor(self.description, self.cache)
 
 
 def _body_left_unread(request) -> bool:

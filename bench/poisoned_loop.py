@@ -136,6 +136,11 @@ def main() -> None:
                 ratio = (bad + 1) / (clean + 1)
                 line["panel_ratio_max"] = round(float(ratio.max()), 3)
                 line["panel_ratio_min"] = round(float(ratio.min()), 3)
+                # Each counter's forecast daily total, the figure a person reads.
+                shape = (len(models["clean"].table.names), gate.PANEL_DAYS, 24)
+                daily = bad.reshape(shape).sum(axis=2) / clean.reshape(shape).sum(axis=2)
+                line["daily_ratio_max"] = round(float(daily.max()), 3)
+                line["daily_ratio_min"] = round(float(daily.min()), 3)
             days_out.append(line)
             print(json.dumps({k: v for k, v in line.items() if not k.endswith("decisions")}), flush=True)
     finally:
@@ -147,6 +152,8 @@ def main() -> None:
     ratios = [d for d in days_out if "panel_ratio_max" in d]
     summary["panel_ratio_max"] = max(d["panel_ratio_max"] for d in ratios) if ratios else None
     summary["panel_ratio_min"] = min(d["panel_ratio_min"] for d in ratios) if ratios else None
+    summary["daily_ratio_max"] = max(d["daily_ratio_max"] for d in ratios) if ratios else None
+    summary["daily_ratio_min"] = min(d["daily_ratio_min"] for d in ratios) if ratios else None
     summary["days"] = args.days
     Path(args.out).write_text(json.dumps({"summary": summary, "days": days_out}, indent=1))
     print(json.dumps(summary, indent=1))

@@ -99,13 +99,15 @@ def _in_time(rows, now: float, refused: dict) -> list:
 def _deduplicated(rows, refused: dict) -> dict:
     """{(counter, epoch): (count, lat, lon)}, the larger count of a repeated hour."""
     out: dict = {}
+    seen: dict = {}
     for name, epoch, count, lat, lon in rows:
+        values = seen.setdefault((name, epoch), set())
+        if values:
+            _refuse(refused, "repeated row" if count in values else "duplicate hour")
+        values.add(count)
         previous = out.get((name, epoch))
-        if previous is not None:
-            _refuse(refused, "repeated row" if previous[0] == count else "duplicate hour")
-            if previous[0] >= count:
-                continue
-        out[(name, epoch)] = (count, lat, lon)
+        if previous is None or count > previous[0]:
+            out[(name, epoch)] = (count, lat, lon)
     return out
 
 
@@ -198,11 +200,13 @@ def _check_day(day: str, fresh: dict, old: dict, history: _History) -> tuple[dic
         elif len(values) >= MIN_CONSTANT_HOURS and min(values) == max(values) > 0:
             reasons.append(f"{name}: constant {values[0]:g} for {len(values)} h")
             held.add(name)
+    # Every counter, the ones held above included: a shift of all at once is the point.
     hours = {name: {dt.datetime.fromtimestamp(e, PARIS).hour: v[0] for (_, e), v in rows.items()}
-             for name, rows in per_counter.items() if name not in held}
+             for name, rows in per_counter.items()}
     level = history.level(day, hours)
     if level and not LEVEL_DOWN <= level[0] <= LEVEL_UP:
-        reasons.insert(0, f"level x{level[0]:.3g} across {level[1]} counters")
+        shown = f"{level[0]:,.0f}" if level[0] >= 10 else f"{level[0]:.3g}"
+        reasons.insert(0, f"level x{shown} across {level[1]} counters")
         held |= changed
     quarantined = {k: v for k, v in fresh.items() if k[0] in held}
     accepted = {k: v for k, v in fresh.items() if k[0] not in held}
@@ -220,9 +224,11 @@ def screen(store: Store, manifest: counts.Manifest, rows, now: float) -> Screene
         return result
     first = (dt.date.fromisoformat(min(by_day)) - dt.timedelta(days=HISTORY_DAYS)).isoformat()
     wanted = [d for d in manifest.days if first <= d <= max(by_day)]
-    stored = dict(counts.read_rows(store, wanted, manifest))
-    result.warnings = [f"day object {manifest.days[d]['object']} unreadable: left out of the checks"
-                       for d in wanted if d not in stored]
+    problems: dict = {}
+    stored = dict(counts.read_rows(store, wanted, manifest, problems))
+    # Days the download touches are named by the merge, which treats them as missing.
+    result.warnings = [f"{why}: left out of the history" for d, why in sorted(problems.items())
+                       if d not in by_day]
     known = set(manifest.counters) if manifest.counters is not None else \
         {name for day in stored.values() for name, _ in day}
     kept = _capped_counters(fresh, known, refused)

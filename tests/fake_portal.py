@@ -19,7 +19,8 @@ line end), "slow" (headers only after `slow_seconds`), "schema" (a column rename
 Hostile ones (issue 21, N4): "gzip_bomb" (`Content-Encoding: gzip`, a gzip stream of
 `bomb_bytes` zeros: 256 MB from 261 kB), "trickle" (the body, then its rows again and
 again, `trickle_bytes` every `trickle_interval` s, no Content-Length, for up to
-`trickle_seconds`), "huge" (the same trickle under a declared Content-Length of 2 GB).
+`trickle_seconds`), "huge" (the same trickle under a declared Content-Length of 2 GB);
+`total_count` replaces the count call's answer.
 Hostile rows are planted with `row_like` (a copy of a row at another hour, counter
 or count); a row's `_published` epoch, if set, is when it appears (a 2030 row in an
 ordinary day's export).
@@ -122,6 +123,7 @@ class FakePortal:
         self.bomb_bytes = 256 << 20
         self.trickle_bytes, self.trickle_interval, self.trickle_seconds = 200, 0.02, 20.0
         self.sent: list[int] = []          # body bytes written per hostile export call
+        self.total_count = None            # what the count call answers (None: the truth)
         self.requests: list[tuple[str, dict]] = []
         portal = self
 
@@ -174,7 +176,8 @@ class FakePortal:
             return self._send(handler, 400, json.dumps({"error_code": "ODSQLError",
                                                         "message": str(exc)}).encode(), "application/json")
         if url.path == f"{BASE}/records":
-            body = json.dumps({"total_count": len(rows), "results": []}).encode()
+            total = len(rows) if self.total_count is None else self.total_count
+            body = json.dumps({"total_count": total, "results": []}).encode()
             return self._send(handler, 200, body, "application/json")
         if url.path != f"{BASE}/exports/csv":
             return self._send(handler, 404, b'{"error_code": "NotFound"}', "application/json")

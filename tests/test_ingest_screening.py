@@ -13,6 +13,7 @@ import pytest
 
 from tests.fake_portal import FakePortal, row_like
 from tests.ingest_cases import FAST, at, midnight, paris_day, real_rows, snapshot, stored_values
+from velocast.ingest.__main__ import main
 from velocast.store import LocalStore
 from velocast.train import counts
 from velocast.train.ingest import ingest
@@ -58,7 +59,8 @@ def stored_days(store) -> set[str]:
     return set(counts.newest_manifest(store).days)
 
 
-def test_a_week_of_counts_x1000_is_quarantined_and_its_clean_fetch_later_is_stored(portal, store):
+def test_a_week_of_counts_x1000_is_quarantined_and_its_clean_fetch_later_is_stored(portal, store,
+                                                                                      capsys):
     original = {id(r): r["sum_counts"] for d in WEEK for r in rows_of(portal, d)}
     for day in WEEK:
         for row in rows_of(portal, day):
@@ -79,6 +81,9 @@ def test_a_week_of_counts_x1000_is_quarantined_and_its_clean_fetch_later_is_stor
     assert min(v[0] for v in held.values() if v[0] > 0) >= 1000
     why = json.loads(store.read(entry["object"].replace(".csv.gz", ".json")))
     assert why["reasons"] == entry["reasons"] and why["day"] == WEEK[0]
+    assert main(["--store", store.root, "--quarantined"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"{day}     576 rows  {counts.QUARANTINE}{day}/" in listing for day in WEEK), listing
     # The same poison again writes nothing new.
     before = snapshot(Path(store.root))
     again = daily(portal, store, "2021-07-19")

@@ -66,3 +66,13 @@ def test_a_trickled_body_is_cut_at_the_overall_deadline(portal, store):
     refused, seconds = hostile_then_clean(portal, store, "trickle", max_seconds=1.5)
     assert "past the download deadline" in refused.refused
     assert seconds < portal.trickle_seconds     # cut by the client, not by the fake giving up
+
+
+def test_a_row_count_no_export_can_have_is_refused_before_the_export(portal, store):
+    portal.total_count = 10 ** 12       # would make the byte cap 400 TB
+    refused = ingest(store, portal.url, now=at("2021-07-26", 6), **FAST)
+    assert not refused.ok and "total_count 1000000000000 is not a row count up to 5,000,000" \
+        in refused.refused
+    assert not any(path.endswith("/exports/csv") for path, _ in portal.requests[2:])
+    portal.total_count = None
+    assert ingest(store, portal.url, now=at("2021-07-26", 6), **FAST).new == 4 * 24

@@ -23,8 +23,10 @@ Quarantined (kept apart by counts.commit, listed in the manifest, never trained 
 a later clean fetch of the same hours is stored as usual):
 
 - a counter-day with a count over the counter's bound: BOUND_FACTOR x the p99.9 of
-  its hourly counts over the HISTORY_DAYS days before, at least BOUND_FLOOR; at most,
-  and for a counter with under MIN_HISTORY_DAYS days of history, ABSOLUTE_MAX. On the
+  its hourly counts over the HISTORY_DAYS days before (days it counted anything), at
+  least BOUND_FLOOR; at most, and for a counter with under MIN_HISTORY_DAYS such days,
+  ABSOLUTE_MAX. A counter whose real level jumps past that stays quarantined day after
+  day, named in every report: that needs a person, as a poisoned counter does. On the
   real file (52 counters, 2020-09 to 2021-08) no day's hour passes 3.14x that p99.9 and
   the busiest hour is 1,275 bikes;
 - a counter-day of MIN_CONSTANT_HOURS or more hours all equal and non-zero (real data:
@@ -141,7 +143,13 @@ class _History:
             by_counter.setdefault(name, {})[dt.datetime.fromtimestamp(epoch, PARIS).hour] = count
         for name, hours in by_counter.items():
             self.hours.setdefault(name, {})[day] = hours
-            self.arrays.setdefault(name, {})[day] = np.fromiter(hours.values(), float)
+            # An all-zero day is an outage, not history: the real file's two "20 Avenue
+            # de Clichy" counters read 0 for months, then 240-353 bikes/h on their
+            # first days back (quarantined against a bound of 200 had zeros counted).
+            if max(hours.values()) > 0:
+                self.arrays.setdefault(name, {})[day] = np.fromiter(hours.values(), float)
+            else:
+                self.arrays.get(name, {}).pop(day, None)
 
     def bound(self, name: str, before: list[str]) -> float:
         mine = self.arrays.get(name, {})

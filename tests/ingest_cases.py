@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from tests.fake_portal import load_rows
+from velocast.store import LocalStore
+from velocast.train.ingest import ingest
 from velocast.features import PARIS
 from velocast.train import counts
 
@@ -35,6 +37,14 @@ def midnight(day: str) -> int:
 
 def at(day: str, hour: int = 0) -> dt.datetime:
     return dt.datetime.fromtimestamp(midnight(day) + hour * 3600, UTC)
+
+
+def ingest_day(portal, store, day: str, **options):
+    """The morning ingest of Paris day `day`: the portal has published every hour
+    before its midnight, and it is 06:00 there."""
+    portal.available_until = midnight(day)
+    store = LocalStore(store) if isinstance(store, (str, Path)) else store
+    return ingest(store, portal.url, now=at(day, 6), **{**FAST, **options})
 
 
 def paris_day(epoch: int) -> str:

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.fake_portal import FakePortal
-from tests.ingest_cases import FAST, at, midnight, real_rows, stored_values
+from tests.ingest_cases import ingest_day, midnight, real_rows, stored_values
 from velocast.store import LocalStore
 from velocast.train import counts
-from velocast.train.ingest import ingest
 
 pytestmark = pytest.mark.real_data
 
@@ -28,10 +27,7 @@ def portal(shared_data):
 @pytest.fixture
 def store(portal, tmp_path):
     """Two daily ingests: manifests 1 and 2."""
-    for day in ("2021-07-24", "2021-07-25"):
-        portal.available_until = midnight(day)
-        assert ingest(LocalStore(tmp_path), portal.url, now=at(day, 6), **FAST).ok
-    portal.available_until = midnight("2021-07-26")
+    assert ingest_day(portal, tmp_path, "2021-07-24").ok and ingest_day(portal, tmp_path, "2021-07-25").ok
     return LocalStore(tmp_path)
 
 
@@ -43,7 +39,7 @@ def corrupt(store, name: str, data: bytes = b"\x1f\x8b garbage") -> None:
 
 def test_a_corrupted_newest_manifest_is_named_and_ingest_continues_from_the_one_before(portal, store):
     corrupt(store, f"{counts.MANIFESTS}00000002.json", b'{"seq": 2, "days": ')
-    report = ingest(store, portal.url, now=at("2021-07-26", 6), **FAST)
+    report = ingest_day(portal, store, "2021-07-26")
     assert report.ok, report.line()
     assert (f"WARNING manifest {counts.MANIFESTS}00000002.json unreadable (JSONDecodeError"
             in report.line())
@@ -58,7 +54,7 @@ def test_a_corrupted_newest_manifest_is_named_and_ingest_continues_from_the_one_
 def test_a_corrupted_day_in_the_overlap_is_named_and_treated_as_missing(portal, store):
     entry = counts.newest_manifest(store).days["2021-07-24"]
     corrupt(store, entry["object"])
-    report = ingest(store, portal.url, now=at("2021-07-26", 6), **FAST)
+    report = ingest_day(portal, store, "2021-07-26")
     assert report.ok, report.line()
     assert (f"WARNING day object {entry['object']} does not match the sha256 its manifest "
             "recorded (corrupted): its rows are treated as missing") in report.line()

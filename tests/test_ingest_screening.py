@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.fake_portal import FakePortal, row_like
-from tests.ingest_cases import FAST, at, midnight, paris_day, real_rows, snapshot, stored_values
+from tests.ingest_cases import ingest_day as daily
+from tests.ingest_cases import midnight, paris_day, real_rows, snapshot, stored_values
 from velocast.ingest.__main__ import main
 from velocast.store import LocalStore
 from velocast.train import counts
-from velocast.train.ingest import ingest
 
 pytestmark = pytest.mark.real_data
 
@@ -33,21 +33,9 @@ def portal(shared_data):
 @pytest.fixture
 def store(portal, tmp_path):
     """The clean weeks ingested, as the daily loop leaves them."""
-    publish(portal, CLEAN_UNTIL)
-    report = ingest(LocalStore(tmp_path), portal.url, now=at(CLEAN_UNTIL, 6), **FAST)
+    report = daily(portal, tmp_path, CLEAN_UNTIL)
     assert report.ok and not report.refused_rows and not report.quarantined, report.line()
     return LocalStore(tmp_path)
-
-
-def publish(portal, day: str) -> None:
-    """The portal has published every hour before that Paris day."""
-    portal.available_until = midnight(day)
-
-
-def daily(portal, store, day: str):
-    """The morning ingest of `day` (the portal published up to its midnight)."""
-    publish(portal, day)
-    return ingest(store, portal.url, now=at(day, 6), **FAST)
 
 
 def rows_of(portal, day: str, names=None) -> list[dict]:
@@ -205,7 +193,6 @@ def test_an_empty_store_takes_every_counter_of_its_first_download_but_no_hour_be
     template = portal.rows[0]
     portal.rows.extend(row_like(template, nom_compteur=f"compteur {i:02d}") for i in range(30))
     portal.rows.insert(0, row_like(template, epoch=midnight("2017-06-01")))
-    publish(portal, "2021-06-08")
-    report = ingest(LocalStore(tmp_path), portal.url, now=at("2021-06-08", 6), **FAST)
+    report = daily(portal, tmp_path, "2021-06-08")
     assert report.refused_rows == {"before the dataset's start": 1}, report.line()
     assert report.new == 24 * 24 + 30

@@ -16,6 +16,14 @@ live sample for the counters it has (empty otherwise, as the portal leaves them)
 Faults, one per export call, in order: "500" (HTTP 500), "truncate" (Content-Length
 of the whole body, half of it sent), "cut_at_row" (no Content-Length, body stops at a
 line end), "slow" (headers only after `slow_seconds`), "schema" (a column renamed).
+Hostile ones (issue 21, N4): "gzip_bomb" (`Content-Encoding: gzip`, a gzip stream of
+`bomb_bytes` zeros: 256 MB from 261 kB), "trickle" (the body, then its rows again and
+again, `trickle_bytes` every `trickle_interval` s, no Content-Length, for up to
+`trickle_seconds`), "huge" (the same trickle under a declared Content-Length of 2 GB);
+`total_count` replaces the count call's answer.
+Hostile rows are planted with `row_like` (a copy of a row at another hour, counter
+or count); a row's `_published` epoch, if set, is when it appears (a 2030 row in an
+ordinary day's export).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -49,6 +58,27 @@ BY_LABEL = {label: name for name, label in FIELDS.items()}
 BASE = "/api/explore/v2.1/catalog/datasets/comptage-velo-donnees-compteurs"
 SAMPLE_NAME = "paris-export-sample-2021-09.csv"
 _CONDITION = re.compile(r"^\s*date\s*(>=|>|<=|<)\s*date'([^']+)'\s*$")
+
+
+def row_like(row: dict, epoch: int | None = None, **fields) -> dict:
+    """A copy of `row`, moved to `epoch` and with `fields` replaced (sum_counts, ...)."""
+    out = {**row, **fields}
+    if epoch is not None:
+        out["_epoch"] = epoch
+        out["date"] = dt.datetime.fromtimestamp(epoch, ZoneInfo("Europe/Paris")).isoformat()
+    return out
+
+
+_BOMBS: dict[int, bytes] = {}
+
+
+def gzip_bomb(size: int) -> bytes:
+    """One gzip stream of `size` zero bytes (level 9: ~1,030x smaller), cached."""
+    if size not in _BOMBS:
+        packer, block = zlib.compressobj(9, zlib.DEFLATED, 31), b"\0" * (1 << 20)
+        parts = [packer.compress(block) for _ in range(size >> 20)]
+        _BOMBS[size] = b"".join(parts) + packer.flush()
+    return _BOMBS[size]
 
 
 def _read_export(path: Path) -> list[dict]:
@@ -90,6 +120,10 @@ class FakePortal:
         self.available_until: int | None = None
         self.faults: list[str] = []
         self.slow_seconds = 3.0
+        self.bomb_bytes = 256 << 20
+        self.trickle_bytes, self.trickle_interval, self.trickle_seconds = 200, 0.02, 20.0
+        self.sent: list[int] = []          # body bytes written per hostile export call
+        self.total_count = None            # what the count call answers (None: the truth)
         self.requests: list[tuple[str, dict]] = []
         portal = self
 
@@ -121,8 +155,8 @@ class FakePortal:
     # -- the API -----------------------------------------------------------------------
     def _select(self, where: str | None) -> list[dict]:
         rows = self.rows
-        if self.available_until is not None:
-            rows = [r for r in rows if r["_epoch"] < self.available_until]
+        if self.available_until is not None:   # a row is out once its `_published` time (default its hour) has come
+            rows = [r for r in rows if r.get("_published", r["_epoch"]) < self.available_until]
         for condition in filter(None, re.split(r"\s+and\s+", where or "", flags=re.I)):
             match = _CONDITION.match(condition)
             if not match:
@@ -142,7 +176,8 @@ class FakePortal:
             return self._send(handler, 400, json.dumps({"error_code": "ODSQLError",
                                                         "message": str(exc)}).encode(), "application/json")
         if url.path == f"{BASE}/records":
-            body = json.dumps({"total_count": len(rows), "results": []}).encode()
+            total = len(rows) if self.total_count is None else self.total_count
+            body = json.dumps({"total_count": total, "results": []}).encode()
             return self._send(handler, 200, body, "application/json")
         if url.path != f"{BASE}/exports/csv":
             return self._send(handler, 404, b'{"error_code": "NotFound"}', "application/json")
@@ -152,6 +187,11 @@ class FakePortal:
         if fault == "slow":
             time.sleep(self.slow_seconds)
         body = self._render(rows, params, rename=fault == "schema")
+        if fault == "gzip_bomb":
+            return self._send(handler, 200, gzip_bomb(self.bomb_bytes), "text/csv",
+                              headers={"Content-Encoding": "gzip"})
+        if fault in ("trickle", "huge"):
+            return self._trickle(handler, body, declared=2 << 30 if fault == "huge" else None)
         if fault == "truncate":
             return self._send(handler, 200, body, "text/csv", cut_to=len(body) // 2)
         if fault == "cut_at_row":
@@ -185,10 +225,33 @@ class FakePortal:
         bom = "\ufeff" if params.get("with_bom", "true") == "true" else ""
         return (bom + out.getvalue()).encode("utf-8")
 
+    def _trickle(self, handler, body: bytes, declared: int | None) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/csv")
+        if declared:
+            handler.send_header("Content-Length", str(declared))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        header, rows = body.split(b"\r\n", 1)
+        stream, sent, ends = header + b"\r\n" + rows * 1000, 0, time.monotonic() + self.trickle_seconds
+        try:
+            while time.monotonic() < ends:
+                piece = stream[sent % len(stream):][: self.trickle_bytes]
+                handler.wfile.write(piece)
+                handler.wfile.flush()
+                sent += len(piece)
+                time.sleep(self.trickle_interval)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.sent.append(sent)
+        handler.close_connection = True
+
     @staticmethod
-    def _send(handler, status, body, content_type, cut_to=None, length=True) -> None:
+    def _send(handler, status, body, content_type, cut_to=None, length=True, headers=None) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
         if length:
             handler.send_header("Content-Length", str(len(body)))
         handler.send_header("Connection", "close")

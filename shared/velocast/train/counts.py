@@ -32,23 +32,20 @@ in a raw traceback); an unreadable newest manifest gives way to the one before i
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import gzip
 import hashlib
-import io
 import json
 import os
 import re
-import sys
 import tempfile
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from velocast.features import PARIS
 from velocast.store import AlreadyExists, NotFound, Store, StoreError, StoreUnavailable
+from velocast.train.day_objects import (  # noqa: F401  (counts.parse_day etc. are used by callers)
+    Unreadable, day_csv, local_day, parse_day, read_day, render_day, warn, write_content)
 from velocast.train.portal import LABELS
 
 DAYS = "counts/days/"
@@ -56,67 +53,6 @@ MANIFESTS = "counts/manifests/"
 QUARANTINE = "counts/quarantine/"
 _MANIFEST_NAME = re.compile(r"^counts/manifests/(\d{8})\.json$")
 Row = tuple  # (counter, epoch, count, latitude, longitude)
-
-
-def local_day(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz=PARIS).date().isoformat()
-
-
-def render_day(rows: dict[tuple[str, int], tuple[float, float, float]]) -> bytes:
-    """Deterministic gzip CSV (sorted rows, mtime 0): same rows, same bytes, same name."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\n")
-    writer.writerow(LABELS)
-    for (name, epoch) in sorted(rows):
-        count, lat, lon = rows[(name, epoch)]
-        moment = dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).isoformat()
-        writer.writerow((name, f"{count:g}", moment, f"{lat!r},{lon!r}"))
-    return gzip.compress(out.getvalue().encode("utf-8"), compresslevel=6, mtime=0)
-
-
-def warn(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] counts: {message}", file=sys.stderr, flush=True)
-
-
-class Unreadable(Exception):
-    """A stored object that is missing, corrupted or unparseable; the message names it."""
-
-
-def parse_day(data: bytes) -> dict[tuple[str, int], tuple[float, float, float]]:
-    reader = csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"), newline=""),
-                        delimiter=";")
-    next(reader)
-    rows = {}
-    for name, count, moment, coordinates in reader:
-        lat, lon = coordinates.split(",")
-        epoch = int(dt.datetime.fromisoformat(moment).timestamp())
-        rows[(name, epoch)] = (float(count), float(lat), float(lon))
-    return rows
-
-
-def _verified(store: Store, entry: dict) -> bytes:
-    """A day or quarantine object's bytes, checked against the sha256 its manifest
-    recorded (raises Unreadable naming the object)."""
-    name = entry.get("object") if isinstance(entry, dict) else None
-    try:
-        data = store.read(name)
-    except StoreUnavailable:
-        raise               # the store is down, not the object corrupted: fail loudly
-    except StoreError as exc:
-        raise Unreadable(f"day object {name} is unreadable: {exc}") from None
-    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise Unreadable(f"day object {name} does not match the sha256 its manifest recorded "
-                         "(corrupted)")
-    return data
-
-
-def read_day(store: Store, entry: dict) -> dict:
-    data = _verified(store, entry)
-    try:
-        return parse_day(data)
-    except (OSError, EOFError, zlib.error, ValueError, csv.Error) as exc:
-        raise Unreadable(f"day object {entry['object']} is unreadable: {type(exc).__name__}: {exc}") \
-            from None
 
 
 @dataclass
@@ -206,6 +142,7 @@ def merge(store: Store, current: Manifest, by_day: dict[str, dict]) -> tuple[dic
     days = dict(current.days)
     to_write: dict[str, bytes] = {}
     stats = Merge()
+    broken: set = set()
 
     def old_rows(day):
         if day not in current.days:
@@ -215,6 +152,7 @@ def merge(store: Store, current: Manifest, by_day: dict[str, dict]) -> tuple[dic
         except Unreadable as exc:
             stats.warnings.append(f"{exc}: its rows are treated as missing")
             warn(stats.warnings[-1])
+            broken.add(day)
             return {}
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -233,7 +171,7 @@ def merge(store: Store, current: Manifest, by_day: dict[str, dict]) -> tuple[dic
             combined[key] = value
         data = render_day(combined)
         digest = hashlib.sha256(data).hexdigest()
-        if day in current.days and current.days[day]["sha256"] == digest:
+        if day in current.days and current.days[day]["sha256"] == digest and day not in broken:
             continue
         name = f"{DAYS}{day}/{digest[:16]}.csv.gz"
         to_write[name] = data
@@ -298,10 +236,9 @@ def commit(store: Store, rows, source: str, report: dict, attempts: int = 5, *,
             return None, stats
         writes = {**{n: (d, "application/gzip") for n, d in to_write.items()}, **held}
         for name, (data, kind) in writes.items():
-            try:
-                store.write_once(name, data, kind)
-            except AlreadyExists:
-                pass  # same name is same bytes (content hash)
+            written = write_content(store, name, data, kind)
+            for entry in [e for e in days.values() if e["object"] == name and written != name]:
+                entry["object"] = written
         quarantined = {d: list(v) for d, v in current.quarantined.items()}
         for day, more in [*entries.items(), *future.items()]:
             quarantined.setdefault(day, []).extend(more)
@@ -328,34 +265,30 @@ def commit(store: Store, rows, source: str, report: dict, attempts: int = 5, *,
     raise RuntimeError(f"could not commit after {attempts} concurrent ingests")
 
 
-def _readable(store: Store, manifest: Manifest, chosen: list[str], read) -> list:
+def _readable(store: Store, manifest: Manifest, chosen: list[str], read, problems=None) -> list:
     """(day, read(store, entry)) for the chosen days; an unreadable one is named in a
-    warning and skipped, so one corrupted object does not stop the rest."""
+    warning (or put in `problems`, day -> message) and skipped, so one corrupted object
+    does not stop the rest."""
     def one(day):
         try:
             return day, read(store, manifest.days[day])
         except Unreadable as exc:
-            warn(f"{exc}: skipped")
+            if problems is None:
+                warn(f"{exc}: skipped")
+            else:
+                problems[day] = str(exc)
             return day, None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return [(d, data) for d, data in pool.map(one, chosen) if data is not None]
 
 
-def read_rows(store: Store, days: list[str] | None = None, manifest: Manifest | None = None):
+def read_rows(store: Store, days: list[str] | None = None, manifest: Manifest | None = None,
+              problems: dict | None = None):
     """(day, {(counter, epoch): (count, lat, lon)}) for the given days (all by default)."""
     manifest = manifest or newest_manifest(store)
     chosen = sorted(manifest.days) if days is None else [d for d in sorted(days) if d in manifest.days]
-    return _readable(store, manifest, chosen, read_day)
-
-
-def _day_csv(store: Store, entry: dict) -> bytes:
-    """A day object's rows as CSV lines without the header (verified)."""
-    try:
-        return gzip.decompress(_verified(store, entry)).split(b"\n", 1)[1]
-    except (OSError, EOFError, zlib.error, IndexError) as exc:
-        raise Unreadable(f"day object {entry['object']} is unreadable: {type(exc).__name__}: {exc}") \
-            from None
+    return _readable(store, manifest, chosen, read_day, problems)
 
 
 def window_days(manifest: Manifest, window_days: int, until: str | None = None) -> list[str]:
@@ -377,7 +310,7 @@ def export_window(store: Store, window: int, until: str | None = None) -> str:
     fd, path = tempfile.mkstemp(prefix="velocast-counts-", suffix=".csv")
     with os.fdopen(fd, "wb") as out:
         out.write((";".join(LABELS) + "\n").encode())
-        for _, data in _readable(store, manifest, days, _day_csv):
+        for _, data in _readable(store, manifest, days, day_csv):
             out.write(data)
     return path
 

@@ -23,8 +23,10 @@ Quarantined (kept apart by counts.commit, listed in the manifest, never trained 
 a later clean fetch of the same hours is stored as usual):
 
 - a counter-day with a count over the counter's bound: BOUND_FACTOR x the p99.9 of
-  its hourly counts over the HISTORY_DAYS days before, at least BOUND_FLOOR; at most,
-  and for a counter with under MIN_HISTORY_DAYS days of history, ABSOLUTE_MAX. On the
+  its hourly counts over the HISTORY_DAYS days before (days it counted anything), at
+  least BOUND_FLOOR; at most, and for a counter with under MIN_HISTORY_DAYS such days,
+  ABSOLUTE_MAX. A counter whose real level jumps past that stays quarantined day after
+  day, named in every report: that needs a person, as a poisoned counter does. On the
   real file (52 counters, 2020-09 to 2021-08) no day's hour passes 3.14x that p99.9 and
   the busiest hour is 1,275 bikes;
 - a counter-day of MIN_CONSTANT_HOURS or more hours all equal and non-zero (real data:
@@ -99,13 +101,15 @@ def _in_time(rows, now: float, refused: dict) -> list:
 def _deduplicated(rows, refused: dict) -> dict:
     """{(counter, epoch): (count, lat, lon)}, the larger count of a repeated hour."""
     out: dict = {}
+    seen: dict = {}
     for name, epoch, count, lat, lon in rows:
+        values = seen.setdefault((name, epoch), set())
+        if values:
+            _refuse(refused, "repeated row" if count in values else "duplicate hour")
+        values.add(count)
         previous = out.get((name, epoch))
-        if previous is not None:
-            _refuse(refused, "repeated row" if previous[0] == count else "duplicate hour")
-            if previous[0] >= count:
-                continue
-        out[(name, epoch)] = (count, lat, lon)
+        if previous is None or count > previous[0]:
+            out[(name, epoch)] = (count, lat, lon)
     return out
 
 
@@ -139,7 +143,13 @@ class _History:
             by_counter.setdefault(name, {})[dt.datetime.fromtimestamp(epoch, PARIS).hour] = count
         for name, hours in by_counter.items():
             self.hours.setdefault(name, {})[day] = hours
-            self.arrays.setdefault(name, {})[day] = np.fromiter(hours.values(), float)
+            # An all-zero day is an outage, not history: the real file's two "20 Avenue
+            # de Clichy" counters read 0 for months, then 240-353 bikes/h on their
+            # first days back (quarantined against a bound of 200 had zeros counted).
+            if max(hours.values()) > 0:
+                self.arrays.setdefault(name, {})[day] = np.fromiter(hours.values(), float)
+            else:
+                self.arrays.get(name, {}).pop(day, None)
 
     def bound(self, name: str, before: list[str]) -> float:
         mine = self.arrays.get(name, {})
@@ -198,11 +208,13 @@ def _check_day(day: str, fresh: dict, old: dict, history: _History) -> tuple[dic
         elif len(values) >= MIN_CONSTANT_HOURS and min(values) == max(values) > 0:
             reasons.append(f"{name}: constant {values[0]:g} for {len(values)} h")
             held.add(name)
+    # Every counter, the ones held above included: a shift of all at once is the point.
     hours = {name: {dt.datetime.fromtimestamp(e, PARIS).hour: v[0] for (_, e), v in rows.items()}
-             for name, rows in per_counter.items() if name not in held}
+             for name, rows in per_counter.items()}
     level = history.level(day, hours)
     if level and not LEVEL_DOWN <= level[0] <= LEVEL_UP:
-        reasons.insert(0, f"level x{level[0]:.3g} across {level[1]} counters")
+        shown = f"{level[0]:,.0f}" if level[0] >= 10 else f"{level[0]:.3g}"
+        reasons.insert(0, f"level x{shown} across {level[1]} counters")
         held |= changed
     quarantined = {k: v for k, v in fresh.items() if k[0] in held}
     accepted = {k: v for k, v in fresh.items() if k[0] not in held}
@@ -220,9 +232,11 @@ def screen(store: Store, manifest: counts.Manifest, rows, now: float) -> Screene
         return result
     first = (dt.date.fromisoformat(min(by_day)) - dt.timedelta(days=HISTORY_DAYS)).isoformat()
     wanted = [d for d in manifest.days if first <= d <= max(by_day)]
-    stored = dict(counts.read_rows(store, wanted, manifest))
-    result.warnings = [f"day object {manifest.days[d]['object']} unreadable: left out of the checks"
-                       for d in wanted if d not in stored]
+    problems: dict = {}
+    stored = dict(counts.read_rows(store, wanted, manifest, problems))
+    # Days the download touches are named by the merge, which treats them as missing.
+    result.warnings = [f"{why}: left out of the history" for d, why in sorted(problems.items())
+                       if d not in by_day]
     known = set(manifest.counters) if manifest.counters is not None else \
         {name for day in stored.values() for name, _ in day}
     kept = _capped_counters(fresh, known, refused)

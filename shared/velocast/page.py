@@ -2,7 +2,7 @@
 GET / with Accept: text/html, GET /app/<file>), GET /docs, GET /counters, and CORS for
 the origins in ALLOWED_ORIGINS (the page on one function calls the other).
 
-Both functions serve the page (it is the same shared code, ~33 KB of files): open it on
+Both functions serve the page (it is the same shared code, ~57 KB of files): open it on
 `regress`, whose /counters and /predict it uses most; it calls `classify` at
 CLASSIFY_URL for the busy hours.
 

@@ -19,7 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import advisories, api_docs, logs, measured, page, promotions, protocols, registry, tasks
+from velocast import (advisories, api_docs, logs, measured, page, promotions, protocols, registry,
+                      tasks)
 from velocast import body as request_body
 from velocast.errors import ApiError
 from velocast.features import COORDINATES, COUNTER, build_matrix

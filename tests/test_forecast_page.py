@@ -42,7 +42,11 @@ def test_page_loads_without_console_errors_and_marks_every_counter(browser, serv
     browser.find_element("css selector", "#raw-metrics > summary").click()
     panel = browser.find_element("id", "models").text
     assert "served" in panel and "affluence" in panel and "rmse_log" in panel
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    # functions-framework answers /favicon.ico 404 itself (before velocast); the browser
+    # asks for it for open_page's stylesheet document, sometimes after the log was
+    # emptied. The page itself declares no favicon to fetch (<link rel=icon href=data:,>).
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+              and not e["message"].split(" ", 1)[0].endswith("/favicon.ico")]
     assert errors == []
 
 

@@ -1,6 +1,6 @@
 """The forecast page's browser harness, shared by the page's test files: Debian's
 chromium + chromedriver driven by Selenium, both functions as functions-framework
-servers on loopback with the session's synthetic models, client keys configured as in
+page_servers on loopback with the session's synthetic models, client keys configured as in
 the cloud, and ingested counts for one fixture day (COUNTS_STORE).
 
 The page is opened on `regress` and reaches `classify` through a loopback
@@ -35,7 +35,7 @@ MEASURED = [float(10 * h + 3) if h != 13 else None for h in range(24)]
 
 
 @pytest.fixture(scope="session")
-def counts_store(tmp_path_factory) -> Path:
+def page_counts_store(tmp_path_factory) -> Path:
     """A data bucket as the daily ingest leaves it (velocast.train.counts.commit)."""
     from velocast.store import open_store
     from velocast.train import counts
@@ -49,9 +49,9 @@ def counts_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def servers(trained_store, counts_store):
+def page_servers(trained_store, page_counts_store):
     env = {"MODEL_STORE": str(trained_store), "REFRESH_SECONDS": "3600", "API_KEYS": KEY,
-           "MAX_RECORDS": "500", "COUNTS_STORE": str(counts_store)}
+           "MAX_RECORDS": "500", "COUNTS_STORE": str(page_counts_store)}
     regress = Server("regress", env).spawn()
     classify = Server("classify", {**env, "ALLOWED_ORIGINS": regress.url}).spawn()
     try:
@@ -92,10 +92,10 @@ def browser():
         driver.quit()
 
 
-def page_url(servers, **params) -> str:
+def page_url(page_servers, **params) -> str:
     query = "&".join(f"{k}={quote(str(v))}" for k, v in
-                     {"classify": servers["classify"].url, **params}.items())
-    return f"{servers['regress'].url}/app?{query}"
+                     {"classify": page_servers["classify"].url, **params}.items())
+    return f"{page_servers['regress'].url}/app?{query}"
 
 
 def open_page(browser, url: str, key: str | None) -> None:
@@ -144,8 +144,9 @@ def predict(server, names, day, key=KEY, where=None) -> dict:
     return r.json()
 
 
-def counters(servers) -> list[dict]:
-    r = requests.get(servers["regress"].url + "/counters", headers={"X-API-Key": KEY}, timeout=30)
+def counters(page_servers) -> list[dict]:
+    r = requests.get(page_servers["regress"].url + "/counters", headers={"X-API-Key": KEY},
+                     timeout=30)
     assert r.status_code == 200, r.text
     return r.json()["counters"]
 
@@ -159,8 +160,8 @@ def wait_selected(browser, name: str, day: str) -> None:
 
 
 
-def coordinates(servers) -> dict:
-    return {c["name"]: f"{c['latitude']}, {c['longitude']}" for c in counters(servers)}
+def coordinates(page_servers) -> dict:
+    return {c["name"]: f"{c['latitude']}, {c['longitude']}" for c in counters(page_servers)}
 
 
 def set_viewport(browser, width: int, height: int) -> None:

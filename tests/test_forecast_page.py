@@ -20,15 +20,15 @@ from tests.page_browser import (COUNTER, DAY, KEY, coordinates, counters,  # noq
 pytest_plugins = ["tests.page_browser"]
 
 
-def predicted(servers, function: str, names, day) -> dict:
+def predicted(page_servers, function: str, names, day) -> dict:
     """What the page should show: the function's answer to the records it sends."""
-    return predict(servers[function], names, day, where=coordinates(servers))
+    return predict(page_servers[function], names, day, where=coordinates(page_servers))
 
 
-def test_page_loads_without_console_errors_and_marks_every_counter(browser, servers):
-    open_page(browser, page_url(servers, date=DAY, hour=8), KEY)
+def test_page_loads_without_console_errors_and_marks_every_counter(browser, page_servers):
+    open_page(browser, page_url(page_servers, date=DAY, hour=8), KEY)
     wait_ready(browser)
-    known = {c["name"] for c in counters(servers)}
+    known = {c["name"] for c in counters(page_servers)}
     shown = marks(browser)
     assert set(shown) == known and len(browser.find_elements(
         "css selector", "#map [data-counter]")) == len(known)
@@ -50,37 +50,37 @@ def test_page_loads_without_console_errors_and_marks_every_counter(browser, serv
     assert errors == []
 
 
-def test_selected_counter_curve_equals_predict_with_busy_hours(browser, servers):
-    open_page(browser, page_url(servers, date=DAY, hour=8), KEY)
+def test_selected_counter_curve_equals_predict_with_busy_hours(browser, page_servers):
+    open_page(browser, page_url(page_servers, date=DAY, hour=8), KEY)
     wait_ready(browser)
     marks(browser)[COUNTER].click()
     wait_selected(browser, COUNTER, DAY)
     curve = json.loads(browser.find_element("id", "day-curve").get_attribute("data-values"))
-    assert curve == predicted(servers, "regress", [COUNTER], DAY)["predictions"]
-    busy = predicted(servers, "classify", [COUNTER], DAY)["predictions"]
+    assert curve == predicted(page_servers, "regress", [COUNTER], DAY)["predictions"]
+    busy = predicted(page_servers, "classify", [COUNTER], DAY)["predictions"]
     points = browser.find_elements("css selector", "#day-points circle")
     assert [int(p.get_attribute("data-busy")) for p in points] == busy
     shaded = {int(r.get_attribute("data-hour"))
               for r in browser.find_elements("css selector", "#busy-hours rect")}
     assert shaded == {h for h, b in enumerate(busy) if b == 1} and shaded
     usual = json.loads(browser.find_element("id", "usual-curve").get_attribute("data-values"))
-    card = next(c for c in counters(servers) if c["name"] == COUNTER)
+    card = next(c for c in counters(page_servers) if c["name"] == COUNTER)
     assert usual == card["usual"][0]  # a Tuesday: the working-day profile
     # The regress answers carry the 80 % interval: the band is drawn from it.
-    answer = predicted(servers, "regress", [COUNTER], DAY)
+    answer = predicted(page_servers, "regress", [COUNTER], DAY)
     band = browser.find_element("id", "band")
     assert json.loads(band.get_attribute("data-lower")) == answer["lower"]
     assert json.loads(band.get_attribute("data-upper")) == answer["upper"]
     week = browser.find_elements("css selector", "#week button")
     assert [b.get_attribute("data-date") for b in week][0] == "2025-05-21"
     week_values = json.loads(week[6].get_attribute("data-values"))
-    assert week_values == predicted(servers, "regress", [COUNTER], "2025-05-27")["predictions"]
+    assert week_values == predicted(page_servers, "regress", [COUNTER], "2025-05-27")["predictions"]
 
 
-def test_changing_the_hour_recolours_the_marks(browser, servers):
+def test_changing_the_hour_recolours_the_marks(browser, page_servers):
     from selenium.webdriver.common.keys import Keys
 
-    open_page(browser, page_url(servers, date=DAY, hour=8), KEY)
+    open_page(browser, page_url(page_servers, date=DAY, hour=8), KEY)
     wait_ready(browser)
 
     def fills():
@@ -96,18 +96,18 @@ def test_changing_the_hour_recolours_the_marks(browser, servers):
     at_three = fills()
     assert at_three != at_eight
     names = sorted(at_three)
-    night = predicted(servers, "regress", names, DAY)["predictions"]
+    night = predicted(page_servers, "regress", names, DAY)["predictions"]
     shown = {n: float(m.get_attribute("data-value")) for n, m in marks(browser).items()}
     assert shown == {n: night[i * 24 + 3] for i, n in enumerate(names)}
     browser.find_element("css selector", 'input[name="mode"][value="busy"]').click()
-    busy = predicted(servers, "classify", names, DAY)["predictions"]
+    busy = predicted(page_servers, "classify", names, DAY)["predictions"]
     assert {n: m.get_attribute("data-busy") for n, m in marks(browser).items()} == \
         {n: str(busy[i * 24 + 3]) for i, n in enumerate(names)}
     assert "busy" in browser.find_element("id", "legend").text
 
 
-def test_wrong_key_shows_the_key_prompt_and_a_right_key_loads(browser, servers):
-    open_page(browser, page_url(servers, date=DAY), "not-the-key")
+def test_wrong_key_shows_the_key_prompt_and_a_right_key_loads(browser, page_servers):
+    open_page(browser, page_url(page_servers, date=DAY), "not-the-key")
     wait_for(browser, lambda d: status(d) == "auth", "no key prompt")
     form = browser.find_element("id", "key-form")
     assert form.is_displayed() and "403" in form.text
@@ -119,8 +119,8 @@ def test_wrong_key_shows_the_key_prompt_and_a_right_key_loads(browser, servers):
     assert browser.execute_script("return localStorage.length") == 0
 
 
-def test_missing_key_shows_the_key_prompt(browser, servers):
-    open_page(browser, page_url(servers), None)
+def test_missing_key_shows_the_key_prompt(browser, page_servers):
+    open_page(browser, page_url(page_servers), None)
     wait_for(browser, lambda d: status(d) == "auth", "no key prompt")
     assert "401" in browser.find_element("id", "key-form").text
 
@@ -136,11 +136,11 @@ def test_no_model_yet_on_503_then_network_error_once_the_server_is_gone(browser,
     assert "Network error" in browser.find_element("id", "status").text
 
 
-def test_keyboard_alone_selects_a_counter_and_a_day(browser, servers):
+def test_keyboard_alone_selects_a_counter_and_a_day(browser, page_servers):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    open_page(browser, page_url(servers, date=DAY, hour=8), KEY)
+    open_page(browser, page_url(page_servers, date=DAY, hour=8), KEY)
     wait_ready(browser)
     focused = None
     for _ in range(30):  # controls first, then the map's marks
@@ -154,7 +154,7 @@ def test_keyboard_alone_selects_a_counter_and_a_day(browser, servers):
     assert browser.find_element("css selector", f'[data-counter="{focused}"]') \
         .get_attribute("aria-pressed") == "true"
     curve = json.loads(browser.find_element("id", "day-curve").get_attribute("data-values"))
-    assert curve == predicted(servers, "regress", [focused], DAY)["predictions"]
+    assert curve == predicted(page_servers, "regress", [focused], DAY)["predictions"]
     # A day of the week strip, by keyboard: it becomes the chosen date.
     browser.find_elements("css selector", "#week button")[1].send_keys(Keys.SPACE)
     wait_for(browser, lambda d: d.find_element("id", "date").get_attribute("value") ==
@@ -164,10 +164,10 @@ def test_keyboard_alone_selects_a_counter_and_a_day(browser, servers):
     wait_ready(browser)
 
 
-def test_band_is_drawn_when_answers_carry_an_interval(browser, servers):
+def test_band_is_drawn_when_answers_carry_an_interval(browser, page_servers):
     """Answers with lower/upper (the interval issue) get a band; stubbed in the page's
     own fetch so the rest of the stack stays real."""
-    open_page(browser, page_url(servers, date=DAY, hour=8, counter=COUNTER), KEY)
+    open_page(browser, page_url(page_servers, date=DAY, hour=8, counter=COUNTER), KEY)
     browser.execute_script("""
         const real = window.fetch;
         window.fetch = async (url, init) => {

@@ -31,8 +31,8 @@ def change_date(browser, day: str) -> None:
                            f"d.value = {json.dumps(day)}; d.dispatchEvent(new Event('change'));")
 
 
-def test_back_restores_the_previous_view_and_forward_returns(browser, servers):
-    open_page(browser, page_url(servers, date=DAY, hour=8, counter=COUNTER), KEY)
+def test_back_restores_the_previous_view_and_forward_returns(browser, page_servers):
+    open_page(browser, page_url(page_servers, date=DAY, hour=8, counter=COUNTER), KEY)
     wait_ready(browser)
     wait_selected(browser, COUNTER, DAY)
     first = view(browser)
@@ -57,7 +57,7 @@ def test_back_restores_the_previous_view_and_forward_returns(browser, servers):
     browser.back()  # date
     wait_for(browser, lambda d: view(d) == first, "not the first view")
     wait_ready(browser)
-    assert browser.current_url.split("/app", 1)[0] == servers["regress"].url  # still the page
+    assert browser.current_url.split("/app", 1)[0] == page_servers["regress"].url  # still the page
     curve = json.loads(browser.find_element("id", "day-curve").get_attribute("data-values"))
     assert len(curve) == 24
     browser.forward()

@@ -25,8 +25,8 @@ def sized(browser):
     reset_viewport(browser)
 
 
-def open_counter(browser, servers) -> None:
-    open_page(browser, page_url(servers, date=DAY, hour=8, counter=COUNTER), KEY)
+def open_counter(browser, page_servers) -> None:
+    open_page(browser, page_url(page_servers, date=DAY, hour=8, counter=COUNTER), KEY)
     wait_ready(browser)
     wait_selected(browser, COUNTER, DAY)
     wait_for(browser, lambda d: d.find_elements("css selector", "#model-words li"),
@@ -40,9 +40,9 @@ def overflow(browser) -> tuple[int, int]:
 
 @pytest.mark.parametrize("width,height", [(360, 740), (390, 844), (683, 450), (1366, 900),
                                           (1920, 1080)])
-def test_no_horizontal_overflow(browser, servers, sized, width, height):
+def test_no_horizontal_overflow(browser, page_servers, sized, width, height):
     sized(width, height)
-    open_counter(browser, servers)
+    open_counter(browser, page_servers)
     browser.execute_script("document.getElementById('model-panel').open = true;"
                            "document.getElementById('raw-metrics').open = true;")
     scroll, inner = overflow(browser)
@@ -50,9 +50,9 @@ def test_no_horizontal_overflow(browser, servers, sized, width, height):
 
 
 @pytest.mark.parametrize("width,height", [(390, 844), (1366, 900)])
-def test_axe_finds_no_violation(browser, servers, sized, width, height):
+def test_axe_finds_no_violation(browser, page_servers, sized, width, height):
     sized(width, height)
-    open_counter(browser, servers)
+    open_counter(browser, page_servers)
     browser.execute_script("document.getElementById('model-panel').open = true;"
                            "document.getElementById('raw-metrics').open = true;")
     browser.execute_script(AXE.read_text(encoding="utf-8"))  # offline: the vendored copy
@@ -67,9 +67,9 @@ def test_axe_finds_no_violation(browser, servers, sized, width, height):
     assert violations == [], "\n".join(violations)
 
 
-def test_phone_shows_the_map_first_and_touch_sized_controls(browser, servers, sized):
+def test_phone_shows_the_map_first_and_touch_sized_controls(browser, page_servers, sized):
     sized(390, 844)
-    open_counter(browser, servers)
+    open_counter(browser, page_servers)
     top = browser.execute_script(
         "return ['map-panel', 'detail-panel', 'model-panel'].map("
         "(id) => document.getElementById(id).getBoundingClientRect().top)")
@@ -83,8 +83,8 @@ def test_phone_shows_the_map_first_and_touch_sized_controls(browser, servers, si
     assert small == []
 
 
-def test_map_has_labelled_arrondissements_and_streets(browser, servers):
-    open_counter(browser, servers)
+def test_map_has_labelled_arrondissements_and_streets(browser, page_servers):
+    open_counter(browser, page_servers)
     labels = browser.find_elements("css selector", "#map .area-label")
     assert [label.text for label in labels] == ["1er"] + [f"{n}e" for n in range(2, 21)]
     assert len(browser.find_elements("css selector", "#arrondissements path")) == 20

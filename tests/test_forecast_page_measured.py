@@ -17,8 +17,8 @@ from tests.page_browser import (COUNTER, DAY, KEY, MEASURED, open_page,  # noqa:
 pytest_plugins = ["tests.page_browser"]
 
 
-def show(browser, servers, counter: str, day: str) -> str:
-    open_page(browser, page_url(servers, date=day, hour=8, counter=counter), KEY)
+def show(browser, page_servers, counter: str, day: str) -> str:
+    open_page(browser, page_url(page_servers, date=day, hour=8, counter=counter), KEY)
     wait_ready(browser)
     wait_selected(browser, counter, day)
     wait_for(browser, lambda d: d.find_element("id", "measured-note").is_displayed(),
@@ -26,8 +26,8 @@ def show(browser, servers, counter: str, day: str) -> str:
     return browser.find_element("id", "measured-note").text
 
 
-def test_measured_line_equals_the_stored_counts(browser, servers):
-    note = show(browser, servers, COUNTER, DAY)
+def test_measured_line_equals_the_stored_counts(browser, page_servers):
+    note = show(browser, page_servers, COUNTER, DAY)
     line = browser.find_element("id", "measured-curve")
     assert json.loads(line.get_attribute("data-values")) == MEASURED
     assert line.get_attribute("d").count("M") == 2  # 13h was not counted: a gap
@@ -41,14 +41,14 @@ def test_measured_line_equals_the_stored_counts(browser, servers):
     assert "counted" in browser.find_element("id", "chart-legend").text
 
 
-def test_a_day_without_stored_counts_says_so(browser, servers):
-    note = show(browser, servers, COUNTER, "2025-05-21")
+def test_a_day_without_stored_counts_says_so(browser, page_servers):
+    note = show(browser, page_servers, COUNTER, "2025-05-21")
     assert "No measured counts are stored for this counter" in note
     assert not browser.find_elements("id", "measured-curve")
 
 
-def test_future_days_ask_for_no_counts(browser, servers):
-    open_page(browser, page_url(servers, date="2099-01-06", hour=8, counter=COUNTER), KEY)
+def test_future_days_ask_for_no_counts(browser, page_servers):
+    open_page(browser, page_url(page_servers, date="2099-01-06", hour=8, counter=COUNTER), KEY)
     wait_ready(browser)
     wait_selected(browser, COUNTER, "2099-01-06")
     assert not browser.find_element("id", "measured-note").is_displayed()

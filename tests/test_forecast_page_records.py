@@ -33,7 +33,7 @@ def on_new_document(browser):
                                 {"identifier": identifier})
 
 
-def test_every_record_carries_its_counters_coordinates(browser, servers, on_new_document):
+def test_every_record_carries_its_counters_coordinates(browser, page_servers, on_new_document):
     on_new_document("""
         window.sentRecords = [];
         const real = window.fetch;
@@ -42,15 +42,15 @@ def test_every_record_carries_its_counters_coordinates(browser, servers, on_new_
             ...JSON.parse(init.body).records);
           return real(url, init);
         };""")
-    open_page(browser, page_url(servers, date=DAY, hour=8), KEY)
+    open_page(browser, page_url(page_servers, date=DAY, hour=8), KEY)
     wait_for(browser, lambda d: status(d) == "ready", "page not ready")
     sent = browser.execute_script("return window.sentRecords")
-    where = {c["name"]: f"{c['latitude']}, {c['longitude']}" for c in counters(servers)}
+    where = {c["name"]: f"{c['latitude']}, {c['longitude']}" for c in counters(page_servers)}
     assert len(sent) == 2 * 24 * len(where)  # regress and classify
     assert all(r["coordonnées_géographiques"] == where[r["nom_du_compteur"]] for r in sent)
 
 
-def test_a_counter_no_model_knows_does_not_blank_the_map(browser, servers, on_new_document):
+def test_a_counter_no_model_knows_does_not_blank_the_map(browser, page_servers, on_new_document):
     # /counters answers one counter more than the models know (a new sensor).
     on_new_document("""
         const real = window.fetch;
@@ -62,7 +62,7 @@ def test_a_counter_no_model_knows_does_not_blank_the_map(browser, servers, on_ne
           return new Response(JSON.stringify(body), {status: r.status,
             headers: {'Content-Type': 'application/json'}});
         };""" % json.dumps(UNKNOWN))
-    open_page(browser, page_url(servers, date=DAY, hour=8), KEY)
+    open_page(browser, page_url(page_servers, date=DAY, hour=8), KEY)
     wait_for(browser, lambda d: status(d) != "loading", "page still loading")
     assert status(browser) == "ready", browser.find_element("id", "status").text
     assert "Busy hours unavailable" not in browser.find_element("id", "status").text

@@ -24,7 +24,7 @@ DAY = "2025-09-16"
 
 
 @pytest.fixture(scope="module")
-def servers(request):
+def page_servers(request):
     """As `make demo` serves: the demo's store when PAGE_STORE names it, no ingest."""
     store = os.environ.get("PAGE_STORE") or str(request.getfixturevalue("trained_store"))
     env = {"MODEL_STORE": str(Path(store).resolve()), "REFRESH_SECONDS": "3600",
@@ -42,11 +42,11 @@ def servers(request):
 
 @pytest.mark.parametrize("name,width,height", [("forecast-page.png", 1366, 900),
                                                ("forecast-page-phone.png", 390, 844)])
-def test_screenshot(browser, servers, tmp_path, name, width, height):
+def test_screenshot(browser, page_servers, tmp_path, name, width, height):
     folder = ROOT / "docs" if os.environ.get("PAGE_SCREENSHOT") == "docs" else tmp_path
     set_viewport(browser, width, height)
     try:
-        open_page(browser, page_url(servers, date=DAY, hour=8, counter=COUNTER), KEY)
+        open_page(browser, page_url(page_servers, date=DAY, hour=8, counter=COUNTER), KEY)
         wait_ready(browser)
         wait_selected(browser, COUNTER, DAY)
         # The whole page, not only the first screen: the phone's chart is below the map.

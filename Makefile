@@ -89,8 +89,11 @@ serve: install ## run every function locally (classify :8080, regress :8000: Tas
 demo: install ## start every function, send the old system's requests, print the answers (and the page URL), stop
 	$(PY) scripts/local.py demo --store $(STORE)
 
-screenshot: install ## refresh docs/forecast-page.png from the browser test (make test writes it to a temporary folder)
-	PAGE_SCREENSHOT=docs $(PY) -m pytest -q tests/test_forecast_page.py -k selected_counter_curve
+# On make demo's own models (STORE, trained on the synthetic sample first if empty,
+# as the demo does), so the README shows what a newcomer's run shows.
+screenshot: install ## refresh docs/forecast-page.png and docs/forecast-page-phone.png on make demo's models (make test writes them to a temporary folder)
+	$(if $(wildcard $(STORE)/registry),,$(MAKE) --no-print-directory train)
+	PAGE_SCREENSHOT=docs PAGE_STORE=$(STORE) $(PY) -m pytest -q tests/test_forecast_page_screenshot.py
 
 api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
 	$(PY) scripts/api_spec.py

@@ -66,16 +66,22 @@ def chart(result: dict, path: Path) -> None:
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
         keys = [k for k in result["after"] if k.startswith("padding_x")]
-        fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4), sharey=True)
+        fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.4), sharey=True)
+        names = {"before": f"before ({result['settings']['before']})", "after": "after (this tree)"}
         for ax, key in zip(axes, keys):
             for side, style in (("before", "-"), ("after", "--")):
                 trace = result[side][key]["trace"]
+                answers = ", ".join(f"{n:,} x HTTP {status}" for status, n in
+                                    sorted(result[side][key]["statuses"].items()))
                 ax.plot([t for t, _ in trace], [mb for _, mb in trace], style,
-                        label=f"{side} ({json.dumps(result[side][key]['statuses'])})")
-            ax.set(title=f"padding attack x{key[9:]}", xlabel="seconds",
-                   ylabel="gunicorn worker RSS (MB)")
-            ax.legend()
+                        label=f"{names[side]}: {answers}")
+            clients = key[len("padding_x"):]
+            ax.set(title=f"{clients} padded request(s) at once",
+                   xlabel="time since the attack started (s)",
+                   ylabel="gunicorn worker memory, RSS (MB)")
+            ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
+        fig.suptitle("Padding attack: worker memory while padded JSON bodies are sent")
         fig.tight_layout()
         fig.savefig(path, dpi=90)
         plt.close(fig)

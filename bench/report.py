@@ -357,7 +357,8 @@ def draw_chart(samples: dict, path: Path, title: str) -> None:
             for patch, label in zip(box["boxes"], labels):
                 patch.set_facecolor("#d9534f" if label.startswith("old") else "#5bc0de")
         ax.set_yscale("log")
-        ax.set_ylabel("latency (ms, log)")
+        ax.set_xlabel("implementation (and concurrent clients)", fontsize=8)
+        ax.set_ylabel("latency per request (ms, log scale)")
         ax.set_title(name + "  (box: quartiles, whiskers: p1-p99)", fontsize=10)
         ax.grid(axis="y", which="both", alpha=0.3)
     fig.suptitle(title, fontsize=11)

@@ -25,6 +25,7 @@ from velocast.tasks import TASK_NAMES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "paris-sample.csv"
+DEMO_LOGS = ROOT / "build" / "demo-logs"
 FUNCTIONS = {t.name: t.local_port for t in TASKS.values()}
 # A task the old clients never called gets the records alone (its default model).
 DEMO_REQUESTS = {name: OLD_BODIES.get(name, {"records": [OLD_RECORD]}) for name in TASK_NAMES}
@@ -68,11 +69,16 @@ def page_url(ports: dict[str, int]) -> str:
     return f"http://127.0.0.1:{ports['regress']}/app"
 
 
-def start(store: str, ports: dict[str, int]) -> dict[str, FunctionServer]:
+def start(store: str, ports: dict[str, int], logs: Path | None = None) -> dict[str, FunctionServer]:
+    """The functions; their JSON log lines go to the terminal, or to logs/<name>.log
+    (the demo: its answers stay readable)."""
     env = {**os.environ, "MODEL_STORE": store}
     extra = page_env(ports)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
     servers = {name: FunctionServer(name, env={**env, **extra.get(name, {})}, port=port,
-                                    inherit=True)
+                                    inherit=logs is None,
+                                    log=logs / f"{name}.log" if logs is not None else None)
                for name, port in ports.items()}
     for server in servers.values():
         server.spawn()
@@ -110,8 +116,9 @@ def choose_ports(strict: bool) -> dict[str, int]:
         if port_free(wanted):
             ports[name] = wanted
         elif strict:
-            raise SystemExit(f"velocast: port {wanted} for {name} is in use; set "
-                             f"{name.upper()}_PORT to another")
+            raise SystemExit(f"velocast: port {wanted} for {name} is in use: another "
+                             "`make serve` is probably running (stop it with Ctrl-C), or "
+                             f"set {name.upper()}_PORT")
         else:
             ports[name] = free_port()
             say(f"port {wanted} is in use; {name} uses {ports[name]} instead")
@@ -139,7 +146,11 @@ def main(argv=None) -> int:
     store = args.store if args.store.startswith("gs://") else str(Path(args.store).resolve())
     ensure_models(store)
     ports = choose_ports(strict=args.command == "serve")
-    servers = start(store, ports)
+    logs = DEMO_LOGS if args.command == "demo" else None
+    if logs is not None:
+        for stale in logs.glob("*.log"):
+            stale.unlink()  # each demo's own lines only
+    servers = start(store, ports, logs)
     try:
         wait_healthy(servers)
         for name, port in ports.items():
@@ -151,6 +162,7 @@ def main(argv=None) -> int:
                 time.sleep(0.5)
             return 1
         failures = 0
+        say(f"the functions' log lines: {logs.relative_to(ROOT)}/")
         for name, body in DEMO_REQUESTS.items():
             print(f"\n$ curl -s -X POST http://127.0.0.1:{ports[name]}/predict "
                   f"-H 'Content-Type: application/json' -d '{json.dumps(body, ensure_ascii=False)}'")

@@ -38,6 +38,7 @@ locals {
   # where the mounted files are.
   function_env = {
     MODEL_STORE     = "gs://${google_storage_bucket.models.name}"
+    COUNTS_STORE    = "gs://${google_storage_bucket.data.name}"
     GCP_PROJECT     = var.project_id
     API_KEYS_FILE   = "${local.secret_files.api_keys.mount_path}/${local.secret_files.api_keys.path}"
     ADMIN_KEY_FILE  = "${local.secret_files.admin_key.mount_path}/${local.secret_files.admin_key.path}"
@@ -143,6 +144,7 @@ resource "google_cloudfunctions2_function" "fn" {
     google_storage_bucket_iam_member.build_sources_reader,
     google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.fn_models_reader,
+    google_storage_bucket_iam_member.fn_counts_reader,
     google_secret_manager_secret_iam_member.fn_secret_accessor,
   ]
 }

@@ -13,7 +13,7 @@ resource "google_service_account" "fn" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-${each.key}"
   display_name = "velocast ${each.key} function"
-  description  = "Runtime identity of the ${each.key} function: reads models and API-key secrets."
+  description  = "Runtime identity of the ${each.key} function: reads models, ingested counts and API-key secrets."
 
   depends_on = [google_project_service.this]
 }
@@ -37,7 +37,8 @@ resource "google_service_account" "build" {
 }
 
 # ---------------------------------------------------------------------------
-# Function runtime: read models, read the two secrets. Nothing else.
+# Function runtime: read models, read the ingested counts, read the two secrets.
+# Nothing else.
 # ---------------------------------------------------------------------------
 
 resource "google_storage_bucket_iam_member" "fn_models_reader" {
@@ -46,6 +47,25 @@ resource "google_storage_bucket_iam_member" "fn_models_reader" {
   bucket = google_storage_bucket.models.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.fn[each.key].member
+}
+
+# GET /counts (the forecast page's measured hours) reads the ingested counts:
+# the data bucket's counts/ objects only, never the rest of it. Object reads are
+# checked against the object's name; a list is checked against the bucket, so the
+# condition also admits a list whose prefix is inside counts/ (the
+# storage.googleapis.com/objectListPrefix attribute of IAM Conditions).
+resource "google_storage_bucket_iam_member" "fn_counts_reader" {
+  for_each = local.functions
+
+  bucket = google_storage_bucket.data.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.fn[each.key].member
+
+  condition {
+    title       = "counts-only"
+    description = "Only the ingested counts (counts/ prefix) of the data bucket."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.data.name}/objects/counts/\") || api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"counts/\")"
+  }
 }
 
 # Every function checks client keys and the admin key (POST /refresh): one

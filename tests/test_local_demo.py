@@ -80,4 +80,7 @@ def test_make_demo_from_a_fresh_tree(tmp_path):
     assert f"127.0.0.1:{regress_port}/predict" in output
     assert '"label"' in output and '"predictions"' in output
     assert "servers stopped" in output
+    # The answers read alone: the functions' JSON log lines went to files.
+    assert '"severity"' not in output, output[-6000:]
+    assert '"severity"' in (tree / "build" / "demo-logs" / "regress.log").read_text()
     assert (tree / "models" / "registry").is_dir()

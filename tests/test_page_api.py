@@ -132,3 +132,16 @@ def test_wildcard_or_malformed_origins_are_refused(origins):
 
     with pytest.raises(ValueError, match="ALLOWED_ORIGINS"):
         page.PageConfig.from_env({"ALLOWED_ORIGINS": origins})
+
+
+@pytest.mark.parametrize("host,loopback", [("127.0.0.1:8000", True), ("localhost:8000", True),
+                                           ("[::1]:8000", True),
+                                           ("europe-west1-p.cloudfunctions.net", False),
+                                           ("localhost.evil.example", False)])
+def test_loopback_in_connect_src_only_for_a_page_served_from_loopback(keyed, host, loopback):
+    """N15: served from a public host, a ?classify=http://127.0.0.1:N link must not be
+    able to send the reader's key to a port on their own machine."""
+    policy = keyed.get("/app", headers={"Host": host}).headers["Content-Security-Policy"]
+    connect = next(d for d in policy.split("; ") if d.startswith("connect-src"))
+    assert ("http://localhost:*" in connect and "http://127.0.0.1:*" in connect) == loopback
+    assert "http://127.0.0.1:8080" in connect  # CLASSIFY_URL itself, wherever it is

@@ -50,7 +50,7 @@ def test_no_runtime_sa_has_a_project_level_role(tf):
 
 
 @pytest.mark.parametrize("sa", FUNCTION_SAS)
-def test_function_sa_holds_exactly_models_reader_and_secret_accessor(tf, sa):
+def test_function_sa_holds_exactly_models_and_counts_reader_and_secret_accessor(tf, sa):
     bindings = _bindings_of(tf, sa)
     grants = {(k.split(".", 1)[0], role) for k, v in bindings.items() for role in _roles(v)}
     assert grants == {
@@ -64,7 +64,10 @@ def test_function_sa_holds_exactly_models_reader_and_secret_accessor(tf, sa):
         if "each." in body.get("member", ""):
             assert _iterates_functions(body), f"{key} does not iterate over local.functions"
         if key.startswith("google_storage_bucket_iam_member."):
-            assert body["bucket"] == "${google_storage_bucket.models.name}", key
+            assert body["bucket"] in ("${google_storage_bucket.models.name}",
+                                      "${google_storage_bucket.data.name}"), key
+            # The data bucket only under its counts/ condition (next test).
+            assert ("condition" in body) == (body["bucket"] == "${google_storage_bucket.data.name}")
         else:
             text = _text(body)
             assert "google_secret_manager_secret.api_keys" in text, key
@@ -167,3 +170,25 @@ def test_invokers_use_run_invoker_on_each_function(tf):
 
 def test_no_service_account_keys(tf):
     assert not _of_type(tf, "google_service_account_key")
+
+
+def test_functions_read_only_the_counts_prefix_of_the_data_bucket(tf):
+    """GET /counts reads counts/manifests/ and counts/days/; nothing else of the data
+    bucket is theirs (the condition), and nothing of it is writable (the role)."""
+    on_data = {k: v for k, v in _of_type(tf, "google_storage_bucket_iam_member").items()
+               if v["bucket"] == "${google_storage_bucket.data.name}"
+               and "google_service_account.fn" in v["member"]}
+    assert list(on_data) == ["google_storage_bucket_iam_member.fn_counts_reader"]
+    (body,) = on_data.values()
+    assert body["for_each"] == "${local.functions}" and body["role"] == "roles/storage.objectViewer"
+    condition = body["condition"][0] if isinstance(body["condition"], list) else body["condition"]
+    expression = condition["expression"].replace('\\"', '"')  # HCL keeps the escapes
+    objects = "projects/_/buckets/${google_storage_bucket.data.name}/objects/counts/"
+    assert expression == (f'resource.name.startsWith("{objects}") || api.getAttribute('
+                          '"storage.googleapis.com/objectListPrefix", "").startsWith("counts/")')
+    # What the functions read is inside it: the data bucket's root, the reader's
+    # prefixes (velocast.measured).
+    from velocast import measured
+
+    assert tf["locals"]["function_env"]["COUNTS_STORE"] == "gs://${google_storage_bucket.data.name}"
+    assert measured.MANIFESTS.startswith("counts/")

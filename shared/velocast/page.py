@@ -1,8 +1,8 @@
 """The forecast page and what it needs from a function: the page's files (GET /app,
-GET / with Accept: text/html, GET /app/<file>), GET /counters, and CORS for the
-origins in ALLOWED_ORIGINS (the page on one function calls the other).
+GET / with Accept: text/html, GET /app/<file>), GET /docs, GET /counters, and CORS for
+the origins in ALLOWED_ORIGINS (the page on one function calls the other).
 
-Both functions serve the page (it is the same shared code, ~33 KB of files): open it on
+Both functions serve the page (it is the same shared code, ~57 KB of files): open it on
 `regress`, whose /counters and /predict it uses most; it calls `classify` at
 CLASSIFY_URL for the busy hours.
 
@@ -12,7 +12,9 @@ Environment:
                    refused: the page sends an API key with every call.
   CLASSIFY_URL     where the page served by this function reaches `classify` (e.g.
                    http://127.0.0.1:8080); a ?classify= query parameter may override it
-                   with a loopback URL only (a link must not send the key elsewhere).
+                   with a loopback URL only, and only on a page itself served from
+                   loopback (the CSP's connect-src says so: a link must not send the
+                   key to a port on the reader's machine).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from velocast import paris_calendar
+from velocast import api_docs, paris_calendar
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE = "forecast.html"
@@ -34,6 +36,10 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
          ".css": "text/css; charset=utf-8"}
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 LOOPBACK = "http://localhost:* http://127.0.0.1:*"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# The models' forecasts were checked (backtest folds, docs/forecast-quality.md) up to
+# this many days after their training data: the page says so past it.
+CHECKED_HORIZON_DAYS = 28
 PREFLIGHT_HEADERS = "Content-Type, X-API-Key, Authorization, X-Cloud-Trace-Context"
 # Seen by the page's own script: Retry-After on 503, WWW-Authenticate on 401.
 EXPOSED_HEADERS = "Retry-After, WWW-Authenticate"
@@ -106,6 +112,11 @@ def serve(service, request):
         return "", 204, {"Cache-Control": "max-age=86400"}
     if path == "/app" or wants_html:
         return _page(service, request)
+    if path == "/docs":
+        return api_docs.page(), 200, {"Content-Type": TYPES[".html"],
+                                      "Content-Security-Policy": api_docs.POLICY,
+                                      "X-Content-Type-Options": "nosniff",
+                                      "Referrer-Policy": "no-referrer"}
     if path.startswith("/app/"):
         name = path[len("/app/"):]
         body = _file(name)
@@ -122,8 +133,13 @@ def _page(service, request):
     body = template.replace(b"{{CLASSIFY_URL}}", html.escape(classify).encode())
     parts = urlsplit(classify)
     classify_origin = f"{parts.scheme}://{parts.netloc}" if classify else ""
+    # ?classify= may name a loopback port only when the page is itself on loopback
+    # (make serve, gcloud run services proxy): from a public host, a crafted link
+    # could otherwise send the reader's key to whatever listens on their machine.
+    host = urlsplit("//" + request.host).hostname or ""
+    loopback = LOOPBACK if host in LOOPBACK_HOSTS else ""
     policy = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-              f"connect-src 'self' {classify_origin} {LOOPBACK}; base-uri 'none'; "
+              f"connect-src 'self' {classify_origin} {loopback}; base-uri 'none'; "
               "form-action 'none'; frame-ancestors 'none'")
     return body, 200, {"Content-Type": TYPES[".html"], "Cache-Control": "no-cache",
                        "Content-Security-Policy": " ".join(policy.split()),
@@ -163,5 +179,7 @@ def counters(cache) -> dict:
     e = model.entry
     return {"task": e.task, "model": {"type": e.model_type, "version": e.version,
                                       "trained_from": e.trained_from, "trained_to": e.trained_to},
+            "checked_horizon_days": CHECKED_HORIZON_DAYS,
+            "school_calendar_until": paris_calendar.school_calendar_until().isoformat(),
             "day_types": ["working day", "saturday", "sunday or public holiday"],
             "public_holidays": holidays, "counters": rows}

@@ -4,7 +4,8 @@ response.
 
 Routes: POST / and /predict, GET /health, GET /models, POST /refresh (aliases
 /refresh_model and the old front's /refresh_models), GET /docs and /openapi.json,
-GET /counters; the forecast page and CORS preflights are velocast.page's.
+GET /counters, GET /counts (velocast.measured); the forecast page, /docs and CORS
+preflights are velocast.page's.
 Every error is {"error": {"code", "message", "details"}}.
 """
 
@@ -18,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import api_docs, catalog, logs, page, protocols, tasks
+from velocast import api_docs, catalog, logs, measured, page, protocols, tasks
 from velocast import body as request_body
 from velocast.errors import ApiError
 from velocast.model_cache import ModelCache
@@ -30,12 +31,12 @@ MAX_WARNINGS = 100
 
 PREDICT_ROUTES = ("/", "/predict")
 REFRESH_ROUTES = ("/refresh", "/refresh_model", "/refresh_models")
-# Keyless documents: the old front's "ping" button expects 200 from GET /docs.
-DOCUMENTS = {"/docs": ("text/html; charset=utf-8", api_docs.page),
-             "/openapi.json": ("application/json; charset=utf-8", api_docs.spec_bytes)}
+# Keyless documents. GET /docs is page.serve's (it carries a CSP); the old front's
+# "ping" button expects 200 from it.
+DOCUMENTS = {"/openapi.json": ("application/json; charset=utf-8", api_docs.spec_bytes)}
 ROUTES = {**{r: "POST" for r in PREDICT_ROUTES + REFRESH_ROUTES},
-          "/health": "GET", "/models": "GET", "/counters": "GET",
-          **{r: "GET" for r in DOCUMENTS}}
+          "/health": "GET", "/models": "GET", "/counters": "GET", "/counts": "GET",
+          "/docs": "GET", **{r: "GET" for r in DOCUMENTS}}
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Service:
             settings = Settings.from_env(self.environ)
             self._keys = KeyRing.from_env(self.environ)
             self._page_config = page.PageConfig.from_env(self.environ)
+            self._counts = measured.CountsReader.from_env(self.environ)
             self._cache = ModelCache(settings.model_store, self.task, settings.refresh_seconds,
                                      settings.onnx_threads)
             self._settings = settings
@@ -212,7 +214,8 @@ class Service:
         path = request.path.rstrip("/") or "/"
         method = ROUTES.get(path)
         if method is None:
-            raise ApiError(404, "not_found", f"no route {path}; routes: {', '.join(ROUTES)}")
+            raise ApiError(404, "not_found", f"no route {path}; routes: "
+                           f"{', '.join([*ROUTES, *page.PAGE_ROUTES])}")
         # HEAD works where GET does (werkzeug sends the headers without the body).
         if request.method != method and not (request.method == "HEAD" and method == "GET"):
             raise ApiError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}",
@@ -228,6 +231,9 @@ class Service:
         if path == "/counters":
             self._keys.check_client(request.headers)
             return page.counters(self.cache), 0
+        if path == "/counts":
+            self._keys.check_client(request.headers)
+            return measured.answer(self, request.args), 0
         if path in REFRESH_ROUTES:
             self._keys.check_admin(request.headers)
             return self.cache.refresh(), 0

@@ -34,7 +34,11 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on `port` now. SO_REUSEADDR as the servers set it
+    (gunicorn, werkzeug): a port whose last connections are in TIME_WAIT (`make serve`
+    right after `make demo`) is free to them, and so to this check."""
     with contextlib.closing(socket.socket()) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

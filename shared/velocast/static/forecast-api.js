@@ -15,12 +15,13 @@ function loopback(url) {
 }
 
 // regress: where this page came from. classify: the URL the server configured
-// (CLASSIFY_URL), or a loopback ?classify= (never another host: the key goes there).
+// (CLASSIFY_URL), or a loopback ?classify= on a page itself served from loopback (never
+// another host: the key goes there; the page's CSP enforces the same rule).
 export function endpoints() {
   const regress = new URL(".", location.href).href;
   const asked = new URLSearchParams(location.search).get("classify");
   const configured = document.documentElement.dataset.classifyUrl || "";
-  const classify = asked && loopback(asked) ? asked : configured;
+  const classify = asked && loopback(asked) && loopback(location.href) ? asked : configured;
   return { regress, classify: classify ? classify.replace(/\/?$/, "/") : "" };
 }
 
@@ -40,6 +41,18 @@ export class ApiError extends Error {
     this.kind = kind;
     this.status = status;
     this.where = where;
+  }
+}
+
+// What a counter counted on a day (GET /counts), or null when this function cannot
+// say (an older server without the route).
+export async function measured(base, name, day) {
+  const query = new URLSearchParams({ counter: name, date: day });
+  try {
+    return await call(base, `counts?${query}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.kind === "http" && error.status === 404) return null;
+    throw error;
   }
 }
 
@@ -73,13 +86,16 @@ export async function call(base, path, body) {
 }
 
 // One record per (counter, local Paris hour): a timestamp without an offset is read
-// as Europe/Paris by the service.
-export function records(names, days) {
+// as Europe/Paris by the service. Each carries the counter's coordinates, so a counter
+// one function does not know is predicted from its nearest known ones (a warning)
+// instead of failing its whole chunk with a 422.
+export function records(counters, days) {
   const out = [];
-  for (const name of names) {
+  for (const c of counters) {
+    const where = `${c.latitude}, ${c.longitude}`;
     for (const day of days) {
       for (let h = 0; h < 24; h++) {
-        out.push({ nom_du_compteur: name,
+        out.push({ nom_du_compteur: c.name, coordonnées_géographiques: where,
           date_et_heure_de_comptage: `${day}T${String(h).padStart(2, "0")}:00:00` });
       }
     }

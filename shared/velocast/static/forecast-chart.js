@@ -1,5 +1,6 @@
 // The counter's charts: its predicted day (busy hours, usual profile, 80 % band when
-// the answers carry lower/upper) and the next 7 days as small curves.
+// the answers carry lower/upper, the measured hours when counts are stored) and the
+// next 7 days as small curves.
 
 import { el } from "./forecast-map.js";
 
@@ -14,10 +15,11 @@ function niceMax(value) {
   return [1, 2, 4, 8, 10].map((m) => m * power).find((top) => top >= value);
 }
 
-// day: {values[24], lower?, upper?, busy?[24], usual[24]}; hour: the chosen hour.
+// day: {values[24], lower?, upper?, busy?[24], usual[24], measured?[24] (null: an hour
+// not counted)}; hour: the chosen hour.
 export function drawDay(svg, day, hour) {
   svg.replaceChildren();
-  const all = [...day.values, ...day.usual, ...(day.upper || [])];
+  const all = [...day.values, ...day.usual, ...(day.upper || []), ...(day.measured || [])];
   const top = niceMax(Math.max(...all.filter(Number.isFinite)));
   const x = (h) => M.left + (h * (W - M.left - M.right)) / 23;
   const y = (v) => H - M.bottom - (v / top) * (H - M.top - M.bottom);
@@ -51,6 +53,13 @@ export function drawDay(svg, day, hour) {
     "data-values": JSON.stringify(day.usual) }, svg);
   el("polyline", { id: "day-curve", class: "curve", points: line(day.values),
     "data-values": JSON.stringify(day.values) }, svg);
+  if (day.measured) {
+    // Gaps where an hour was not counted: one path, a new segment after each gap.
+    const d = day.measured.map((v, h) => (v === null ? "" : `${h && day.measured[h - 1] !== null
+      ? "L" : "M"}${x(h).toFixed(1)},${y(v).toFixed(1)}`)).join("");
+    el("path", { id: "measured-curve", class: "measured", d,
+      "data-values": JSON.stringify(day.measured) }, svg);
+  }
   const points = el("g", { id: "day-points" }, svg);
   day.values.forEach((v, h) => {
     const busy = day.busy ? String(day.busy[h]) : "";
@@ -60,9 +69,13 @@ export function drawDay(svg, day, hour) {
   });
   el("line", { class: "hour-marker", x1: x(hour), x2: x(hour), y1: M.top,
     y2: H - M.bottom }, svg);
+  const value = day.values[hour];
+  el("text", { id: "hour-label", class: "chart-label", x: x(hour) + (hour > 18 ? -4 : 4),
+    y: M.top + 10, "text-anchor": hour > 18 ? "end" : "start" }, svg).textContent =
+    `${String(hour).padStart(2, "0")}:00: ${Math.round(value).toLocaleString("en")} bikes/h`;
 }
 
-export function drawChartLegend(box, hasBand, hasBusy) {
+export function drawChartLegend(box, hasBand, hasBusy, hasMeasured) {
   box.replaceChildren();
   const item = (cls, style, text) => {
     const span = document.createElement("span");
@@ -72,10 +85,11 @@ export function drawChartLegend(box, hasBand, hasBusy) {
     span.append(swatch, text);
     box.appendChild(span);
   };
-  item("line", { borderColor: "#0b63c5" }, "predicted");
-  item("line dashed", { borderColor: "#444" }, "usual for this kind of day (training data)");
+  item("line", { borderColor: "#0b63c5" }, "forecast");
+  if (hasMeasured) item("line", { borderColor: "#1a7f37" }, "counted");
+  item("line dashed", { borderColor: "#444" }, "usual for this hour on this kind of day");
   if (hasBand) item("", { background: "rgba(11,99,197,0.15)" }, "80 % interval");
-  if (hasBusy) item("", { background: "rgba(215,48,31,0.25)" }, "busy hours (classify)");
+  if (hasBusy) item("", { background: "rgba(215,48,31,0.25)" }, "busy hours (forte)");
 }
 
 // days: [{day, label, values[24], busy?[24]}]; onPick(day) when one is chosen.
@@ -84,13 +98,13 @@ export function drawWeek(box, days, onPick) {
   const top = niceMax(Math.max(...days.flatMap((d) => d.values)));
   for (const d of days) {
     const total = Math.round(d.values.reduce((a, b) => a + b, 0));
-    const button = document.createElement("button");
+    const item = document.createElement("li");
+    const button = item.appendChild(document.createElement("button"));
     button.type = "button";
-    button.setAttribute("role", "listitem");
     button.dataset.date = d.day;
     button.dataset.total = String(total);
     button.dataset.values = JSON.stringify(d.values);
-    button.setAttribute("aria-label", `${d.label}: ${total} bikes predicted; show this day`);
+    button.title = "Show this day";
     const title = document.createElement("span");
     title.textContent = d.label;
     const svg = el("svg", { viewBox: "0 0 96 40", "aria-hidden": "true" });
@@ -104,6 +118,6 @@ export function drawWeek(box, days, onPick) {
     sum.textContent = `${total.toLocaleString("en")} bikes`;
     button.append(title, svg, sum);
     button.addEventListener("click", () => onPick(d.day));
-    box.appendChild(button);
+    box.appendChild(item);
   }
 }

@@ -1,14 +1,17 @@
-// The forecast page: state, loading, the states shown to the person, the model panel.
+// The forecast page: state, loading, the URL and history, the states shown to the person.
 
-import { ApiError, addDays, call, dayType, endpoints, predict, records, setKey,
+import { ApiError, addDays, call, dayType, endpoints, measured, predict, records, setKey,
   todayInParis } from "./forecast-api.js";
-import { colourMarks, drawLegend, drawMap, markSelected, trafficBreaks } from "./forecast-map.js";
+import { colourMarks, drawLegend, drawMap, markSelected } from "./forecast-map.js";
 import { drawChartLegend, drawDay, drawWeek } from "./forecast-chart.js";
+import { loadModels } from "./forecast-models.js";
+import { BUSY_MEANS, USUAL_MEANS, dayCsv, dayLabel, errorInWords, farNotes,
+  hourLabel } from "./forecast-words.js";
 
 const $ = (id) => document.getElementById(id);
 const api = endpoints();
-const state = { counters: [], holidays: new Set(), day: null, selected: null, dayLoad: 0,
-  weekLoad: 0 };
+const state = { counters: [], info: {}, holidays: new Set(), day: null, selected: null,
+  measured: null, dayLoad: 0, weekLoad: 0, countsLoad: 0 };
 
 function setStatus(kind, text, retry) {
   const box = $("status");
@@ -45,17 +48,11 @@ function showError(error, retry) {
   }
 }
 
-function hour() {
-  return Number($("hour").value);
-}
+const hour = () => Number($("hour").value);
+const mode = () => document.querySelector('input[name="mode"]:checked').value;
 
-function mode() {
-  return document.querySelector('input[name="mode"]:checked').value;
-}
-
-function dayLabel(day) {
-  return new Date(`${day}T12:00:00Z`).toLocaleDateString("en-GB", { weekday: "short",
-    day: "numeric", month: "short", timeZone: "UTC" });
+function usualOf(counter, day) {
+  return counter.usual[dayType(day, state.holidays)];
 }
 
 // ---------------------------------------------------------------- the chosen day, all counters
@@ -64,21 +61,23 @@ async function loadDay() {
   const day = $("date").value;
   if (!day || !state.counters.length) return;
   setStatus("loading", `Loading the forecast for ${dayLabel(day)}…`);
-  const names = state.counters.map((c) => c.name);
-  const recs = records(names, [day]);
+  const notes = farNotes(day, state.info);
+  $("far-note").hidden = !notes.length;
+  $("far-note").textContent = notes.join(" ");
+  const recs = records(state.counters, [day]);
   const [traffic, busy] = await Promise.all([predict(api.regress, recs), loadBusy(recs)]);
   if (ticket !== state.dayLoad) return; // a newer date was chosen meanwhile
   const perCounter = new Map();
-  names.forEach((name, i) => {
+  state.counters.forEach((c, i) => {
     const slice = (a) => (a ? a.slice(i * 24, (i + 1) * 24) : null);
-    perCounter.set(name, { values: slice(traffic.predictions), lower: slice(traffic.lower),
-      upper: slice(traffic.upper), busy: busy ? slice(busy.predictions) : null });
+    perCounter.set(c.name, { values: slice(traffic.predictions), lower: slice(traffic.lower),
+      upper: slice(traffic.upper), busy: busy ? slice(busy.predictions) : null,
+      usual: usualOf(c, day) });
   });
-  state.day = { day, perCounter, busyAvailable: Boolean(busy),
-    breaks: trafficBreaks(traffic.predictions), model: traffic.model };
+  state.day = { day, perCounter, busyAvailable: Boolean(busy) };
+  state.measured = null;
   const note = busy ? "" : " Busy hours unavailable: classify is not configured or not reachable.";
-  setStatus("ready", `Forecast for ${dayLabel(day)} by ${traffic.model.type} ` +
-    `${traffic.model.version}.${note}`);
+  setStatus("ready", `Forecast for ${dayLabel(day)} (Paris time).${note}`);
   recolour();
   if (state.selected) await showCounter(state.selected);
 }
@@ -95,58 +94,120 @@ async function loadBusy(recs) {
   }
 }
 
-// The URL says what is shown, so a view can be bookmarked or sent (no key in it).
-function remember() {
+// ------------------------------------------------------------------- URL and history
+// The URL says what is shown, so a view can be bookmarked, sent, and gone back to
+// (no key in it). A new date, counter or colouring is a history entry; the hour
+// slider only updates the current one (one entry per step would bury Back).
+function viewParams() {
   const params = new URLSearchParams(location.search);
   params.set("date", $("date").value);
   params.set("hour", String(hour()));
+  params.set("mode", mode());
   if (state.selected) params.set("counter", state.selected);
-  history.replaceState(null, "", `?${params}`);
+  else params.delete("counter");
+  return `?${params}`;
 }
 
-function recolour() {
+function remember(push) {
+  const url = viewParams();
+  if (url === location.search) return;
+  if (push) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+
+function applyParams() {
+  const params = new URLSearchParams(location.search);
+  const day = params.get("date") || "";
+  $("date").value = /^\d{4}-\d{2}-\d{2}$/.test(day) ? day : todayInParis();
+  if (/^([01]?\d|2[0-3])$/.test(params.get("hour") || "")) $("hour").value = params.get("hour");
+  const chosen = document.querySelector(`input[name="mode"][value="${params.get("mode")}"]`);
+  (chosen || document.querySelector('input[name="mode"][value="traffic"]')).checked = true;
+  state.selected = params.get("counter");
+}
+
+async function restore() {
+  const before = { day: state.day && state.day.day, selected: state.selected };
+  applyParams();
+  if (!state.counters.length) return;
+  if (!state.counters.some((c) => c.name === state.selected)) state.selected = null;
+  if (!state.selected && before.selected) clearCounter();
+  if ($("date").value !== before.day) return loadDay();
+  recolour(false);
+  if (state.selected) return showCounter(state.selected, false);
+  clearCounter();
+}
+
+// ------------------------------------------------------------------------- colours
+function recolour(push = false) {
   const h = hour();
-  remember();
+  remember(push);
   $("hour-value").value = `${String(h).padStart(2, "0")}:00`;
-  $("map-when").textContent = state.day ? `${dayLabel(state.day.day)}, ${h}:00` : "";
+  $("map-when").textContent = state.day ? `${dayLabel(state.day.day)}, ${hourLabel(h)}` : "";
+  const m = mode();
+  $("mode-help").textContent = m === "busy" ? BUSY_MEANS : m === "usual" ? USUAL_MEANS
+    : "Predicted bikes per hour; the limits stay the same every day and hour.";
   if (!state.day) return;
-  const values = new Map();
-  const busy = new Map();
+  const at = new Map();
   for (const [name, p] of state.day.perCounter) {
-    values.set(name, p.values[h]);
-    if (p.busy) busy.set(name, p.busy[h]);
+    at.set(name, { value: p.values[h], usual: p.usual[h], busy: p.busy ? p.busy[h] : null });
   }
-  colourMarks($("map"), mode(), values, busy, state.day.breaks);
-  drawLegend($("legend"), mode(), state.day.breaks, state.day.busyAvailable);
+  colourMarks($("map"), m, at);
+  drawLegend($("legend"), m, state.day.busyAvailable);
   if (state.selected) drawSelectedDay();
+  updateCsv();
+}
+
+function updateCsv() {
+  const link = $("csv-link");
+  link.hidden = !state.day;
+  if (!state.day) return;
+  link.href = dayCsv(state.day.day, state.day.perCounter, state.measured);
+  link.download = `velocast-${state.day.day}.csv`;
 }
 
 // ------------------------------------------------------------------------ one counter
 function drawSelectedDay() {
-  const counter = state.counters.find((c) => c.name === state.selected);
   const p = state.day.perCounter.get(state.selected);
-  const usual = counter.usual[dayType(state.day.day, state.holidays)];
-  drawDay($("day-chart"), { ...p, usual }, hour());
-  drawChartLegend($("chart-legend"), Boolean(p.lower && p.upper), Boolean(p.busy));
+  const counted = state.measured && state.measured.name === state.selected &&
+    state.measured.day === state.day.day ? state.measured.values : null;
+  drawDay($("day-chart"), { ...p, measured: counted }, hour());
+  const hasBand = Boolean(p.lower && p.upper);
+  drawChartLegend($("chart-legend"), hasBand, Boolean(p.busy), Boolean(counted));
+  $("band-help").hidden = !hasBand;
   const total = Math.round(p.values.reduce((a, b) => a + b, 0));
+  const usual = Math.round(p.usual.reduce((a, b) => a + b, 0));
   const busyHours = p.busy ? p.busy.map((b, h) => (b ? `${h}h` : "")).filter(Boolean) : [];
+  $("detail-panel").dataset.date = state.day.day;
   $("detail-summary").textContent = `${dayLabel(state.day.day)}: ${total.toLocaleString("en")} ` +
-    `bikes predicted (usually ${Math.round(usual.reduce((a, b) => a + b, 0)).toLocaleString("en")}` +
-    ` on such a day); ${p.busy ? `busy hours: ${busyHours.join(", ") || "none"}` : "busy hours unknown"}.`;
+    `bikes forecast (usually ${usual.toLocaleString("en")} on such a day); ` +
+    `${p.busy ? `busy hours: ${busyHours.join(", ") || "none"}` : "busy hours unknown"}.`;
 }
 
-async function showCounter(name) {
+function clearCounter() {
+  state.selected = null;
+  markSelected($("map"), null);
+  $("counter-select").value = "";
+  $("detail-title").textContent = "Choose a counter";
+  delete $("detail-panel").dataset.counter;
+  $("day-chart").replaceChildren();
+  $("chart-legend").replaceChildren();
+  $("week").replaceChildren();
+  $("measured-note").hidden = true;
+}
+
+async function showCounter(name, push = true) {
   state.selected = name;
-  remember();
+  remember(push);
   $("counter-select").value = name;
   markSelected($("map"), name);
   $("detail-title").textContent = name;
   $("detail-panel").dataset.counter = name;
   if (!state.day) return;
   drawSelectedDay();
+  loadMeasured(name, state.day.day);
   const ticket = ++state.weekLoad;
   const days = Array.from({ length: 7 }, (_, i) => addDays(state.day.day, i + 1));
-  const recs = records([name], days);
+  const recs = records(state.counters.filter((c) => c.name === name), days);
   try {
     const [traffic, busy] = await Promise.all([predict(api.regress, recs), loadBusy(recs)]);
     if (ticket !== state.weekLoad) return;
@@ -158,55 +219,43 @@ async function showCounter(name) {
   }
 }
 
-function pickDay(day) {
-  $("date").value = day;
-  run(loadDay);
-  $("date").focus();
+// The measured hours for past days and today; the page says when none are stored.
+async function loadMeasured(name, day) {
+  const note = $("measured-note");
+  const ticket = ++state.countsLoad;
+  if (day > todayInParis()) {
+    note.hidden = true;
+    return;
+  }
+  let answer;
+  try {
+    answer = await measured(api.regress, name, day);
+  } catch (error) {
+    answer = { error: error.message };
+  }
+  if (ticket !== state.countsLoad) return;
+  note.hidden = false;
+  note.dataset.state = answer && answer.counts ? "counted" : "none";
+  if (!answer || answer.error) {
+    note.textContent = `Measured counts could not be read${answer ? `: ${answer.error}` : ""}.`;
+  } else if (answer.counts) {
+    state.measured = { name, day, values: answer.counts };
+    note.textContent = `Counted on this day: ${errorInWords(
+      state.day.perCounter.get(name).values, answer.counts)}.`;
+    drawSelectedDay();
+    updateCsv();
+  } else {
+    note.textContent = !answer.ingested ? "No measured counts are stored here (no ingest " +
+      "has run: make ingest), so the forecast cannot be compared with this day."
+      : `No measured counts are stored for this counter on ${dayLabel(day)}.`;
+  }
 }
 
-// --------------------------------------------------------------------- models panel
-async function loadModels() {
-  const box = $("models");
-  const rows = [];
-  for (const [fn, base] of [["regress", api.regress], ["classify", api.classify]]) {
-    if (!base) {
-      rows.push([fn, "not configured (CLASSIFY_URL)", "", "", "", ""]);
-      continue;
-    }
-    try {
-      const [health, listed] = await Promise.all([call(base, "health").catch((e) => {
-        if (e instanceof ApiError && e.kind === "no_model") return { models: [] };
-        throw e;
-      }), call(base, "models")]);
-      const served = new Set(health.models.map((m) => m.version));
-      if (!listed.models.length) rows.push([fn, "no model published yet", "", "", "", ""]);
-      for (const m of listed.models) {
-        const metrics = Object.entries(m.metrics).map(([k, v]) =>
-          `${k} ${Number(v).toPrecision(4)}`).join(", ");
-        const role = [served.has(m.version) ? "served" : "",
-          listed.default && listed.default.version === m.version ? "default" : ""]
-          .filter(Boolean).join(", ");
-        rows.push([fn, m.model_type, m.version, role, `${m.trained_from} → ${m.trained_to}`, metrics]);
-      }
-    } catch (error) {
-      const what = error instanceof ApiError ? `${error.kind}: ${error.message}` : error.message;
-      rows.push([fn, `unavailable (${what})`, "", "", "", ""]);
-    }
-  }
-  const table = document.createElement("table");
-  const head = table.createTHead().insertRow();
-  for (const h of ["function", "type", "version", "", "trained on", "holdout metrics"]) {
-    const th = document.createElement("th");
-    th.textContent = h;
-    head.appendChild(th);
-  }
-  const body = table.createTBody();
-  for (const r of rows) {
-    const tr = body.insertRow();
-    tr.dataset.function = r[0];
-    for (const cell of r) tr.insertCell().textContent = cell;
-  }
-  box.replaceChildren(table);
+function pickDay(day) {
+  $("date").value = day;
+  remember(true);
+  run(loadDay);
+  $("date").focus();
 }
 
 // ---------------------------------------------------------------------------- start
@@ -223,30 +272,32 @@ async function start() {
   setStatus("loading", "Loading the counters…");
   const answer = await call(api.regress, "counters");
   state.counters = answer.counters;
+  state.info = answer;
   state.holidays = new Set(answer.public_holidays);
   if (!state.counters.some((c) => c.name === state.selected)) state.selected = null;
   const select = $("counter-select");
   select.replaceChildren(new Option("choose…", ""));
   for (const c of state.counters) select.appendChild(new Option(c.name, c.name));
   drawMap($("map"), state.counters, (name) => run(() => showCounter(name)));
-  loadModels();
+  loadModels($("models"), api);
   await loadDay();
 }
 
 function wire() {
-  const params = new URLSearchParams(location.search);
-  const day = params.get("date") || "";
-  $("date").value = /^\d{4}-\d{2}-\d{2}$/.test(day) ? day : todayInParis();
-  if (/^([01]?\d|2[0-3])$/.test(params.get("hour") || "")) $("hour").value = params.get("hour");
-  state.selected = params.get("counter");
-  $("hour").addEventListener("input", recolour);
-  $("date").addEventListener("change", () => run(loadDay));
+  applyParams();
+  $("model-panel").open = window.matchMedia("(min-width: 900px)").matches;
+  $("hour").addEventListener("input", () => recolour(false));
+  $("date").addEventListener("change", () => {
+    remember(true);
+    run(loadDay);
+  });
   for (const radio of document.querySelectorAll('input[name="mode"]')) {
-    radio.addEventListener("change", recolour);
+    radio.addEventListener("change", () => recolour(true));
   }
   $("counter-select").addEventListener("change", (event) => {
     if (event.target.value) run(() => showCounter(event.target.value));
   });
+  window.addEventListener("popstate", () => run(restore));
   $("controls").addEventListener("submit", (event) => event.preventDefault());
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -254,7 +305,7 @@ function wire() {
     $("api-key").value = "";
     run(start);
   });
-  recolour();
+  recolour(false);
   run(start);
 }
 

@@ -141,6 +141,9 @@ def main() -> None:
                 daily = bad.reshape(shape).sum(axis=2) / clean.reshape(shape).sum(axis=2)
                 line["daily_ratio_max"] = round(float(daily.max()), 3)
                 line["daily_ratio_min"] = round(float(daily.min()), 3)
+                line["daily_ratio_median"] = round(float(np.median(daily)), 3)
+                worst = int(np.argmax(np.abs(np.log(daily)).max(axis=1)))
+                line["daily_ratio_worst"] = models["clean"].table.names[worst]
             days_out.append(line)
             print(json.dumps({k: v for k, v in line.items() if not k.endswith("decisions")}), flush=True)
     finally:

@@ -139,6 +139,15 @@ def test_1e12_inf_and_nan_counts_are_refused_by_name(portal, store):
     assert daily(portal, store, "2021-07-14").new == 24 * 24
 
 
+def test_a_counter_name_with_a_line_end_is_refused_and_the_report_stays_one_line(portal, store):
+    template = rows_of(portal, "2021-07-12")[3]
+    portal.rows.append(row_like(template, nom_compteur="evil\nname", sum_counts="5"))
+    portal.rows.append(row_like(template, nom_compteur="x" * 201, sum_counts="5"))
+    report = daily(portal, store, "2021-07-13")
+    assert report.refused_rows == {"bad counter name": 2} and "\n" not in report.line()
+    assert report.new == 24 * 24
+
+
 def test_duplicate_hours_keep_the_larger_count_and_are_reported(portal, store):
     row = rows_of(portal, "2021-07-12")[12]
     larger = float(row["sum_counts"]) + 5

@@ -55,6 +55,9 @@ BACKOFF_SECONDS = 2.0
 # More unusable rows than this share means the body is garbled, not a few bad rows.
 MAX_BAD_ROW_SHARE = 0.05
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# Real counter names are 20-50 characters; one with a line end or 1 MB long would end
+# up in file names' neighbours, reports and the page.
+MAX_NAME = 200
 # The selected 4-column row is ~120 bytes (the live sample); 400 is 3.3x that, so a
 # real export never nears the cap and one ignoring `select` (1,340 bytes a row) or a
 # decompression bomb is cut as soon as it passes it. The slack covers the header and
@@ -252,6 +255,8 @@ def parse(body: bytes, expected: int | None) -> Download:
                 why = "no coordinates" if not coordinates else "bad coordinates"
         if why is None and not name:
             why = "no counter name"
+        elif why is None and (len(name) > MAX_NAME or not name.isprintable()):
+            why = "bad counter name"
         if why:
             refused[why] = refused.get(why, 0) + 1
             continue

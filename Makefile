@@ -42,7 +42,9 @@ browser: ## install chromium and chromedriver for the browser tests (apt-get, ne
 			apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: install ## the whole test suite (what CI runs)
+# The browser tests fail (never skip) without chromium: `make test` installs it first, so
+# the README's command passes on a fresh machine (apt-get: root, or sudo).
+test: install browser ## the whole test suite (what CI runs); installs chromium for the page tests
 	$(PY) -m pytest -q
 
 test-fast: install ## the suite without the slow, real-data and checkov tests

@@ -69,7 +69,7 @@ locals {
   ]
 
   # One routine per (function, reply kind); `output` picks the reply
-  # (protocols.OUTPUTS) and must agree with return_type.
+  # (velocast.tasks.Kind.outputs) and must agree with return_type.
   bigquery_routines = {
     predict_count = {
       function    = "regress"

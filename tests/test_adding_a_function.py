@@ -170,6 +170,26 @@ def test_the_new_function_answers_over_call(server):
     assert status == 422 and error["error"]["details"][0]["field"] == "model_type"
 
 
+def test_the_new_function_answers_bigquery_and_vertex_bodies(server):
+    """Its kind (REGRESSION) gives its other callers' outputs: a BigQuery call and a
+    Vertex AI instance get the Task's own answer, 0 or 1 per row."""
+    record = OLD_BODIES["regress"]["records"][0]
+    call = [record["nom_du_compteur"], record["date_et_heure_de_comptage"], 48.8672, 2.3501]
+    status, body = _call("POST", f"{server}/predict", {
+        "requestId": "r1", "caller": "//bigquery", "sessionUser": "u@example.com",
+        "userDefinedContext": {}, "calls": [call, call]})
+    assert status == 200, body
+    assert body["replies"] in ([0, 0], [1, 1])
+    status, body = _call("POST", f"{server}/predict", {"instances": [record], "parameters": {}})
+    assert status == 200, body
+    assert body["predictions"] in ([0], [1]) and body["modelVersionId"]
+    # An output its kind does not have is the caller's error, in BigQuery's shape.
+    status, body = _call("POST", f"{server}/predict", {
+        "requestId": "r2", "caller": "//bigquery", "sessionUser": "u@example.com",
+        "userDefinedContext": {"output": "label"}, "calls": [call]})
+    assert status == 400 and "count, interval" in body["errorMessage"]
+
+
 def test_the_models_cli_lists_it(tree, store):
     result = subprocess.run([sys.executable, "-m", "velocast.models", "--store", str(store),
                              "--task", NAME], cwd=tree, env=_env(tree), capture_output=True,

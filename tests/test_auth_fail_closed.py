@@ -111,20 +111,27 @@ def test_empty_file_rejects_every_key(files, clock, reads, caplog):
     assert len(auth_records(caplog, logging.WARNING)) == 1
 
 
-def test_a_read_that_hangs_is_cut_short(files, clock, monkeypatch, caplog):
-    # A FIFO with no writer blocks open() the way a hung read of the mount would.
+def test_a_read_that_hangs_is_cut_short_and_parks_one_thread_at_most(files, clock, monkeypatch,
+                                                                      caplog):
+    # A hung read of the mount (Secret Manager not answering) has no local form: the
+    # file read itself is replaced by one that waits until released.
     monkeypatch.setattr(auth, "READ_TIMEOUT_SECONDS", 0.3)
-    files.client.unlink()
-    os.mkfifo(files.client)
+    release = threading.Event()
+    monkeypatch.setattr(auth, "_read_regular_file", lambda path: release.wait(30) and b"")
     ring = ring_for(files, clock, auth.read_file)
+    before = threading.active_count()
     started = time.monotonic()
     try:
         assert status_of(ring.check_client, {"X-API-Key": "client-key-1"}) == 503
         assert time.monotonic() - started < 3
         [line] = auth_records(caplog, logging.ERROR)
         assert "TimeoutError" in line.getMessage()
+        # Later reads while the first one hangs fail at once and start no thread.
+        for _ in range(4):
+            clock.advance(auth.FAILURE_PAUSE_SECONDS)
+            began = time.monotonic()
+            assert status_of(ring.check_client, {"X-API-Key": "client-key-1"}) == 503
+            assert time.monotonic() - began < 0.2
+        assert threading.active_count() <= before + 1
     finally:
-        # Let the parked reader thread finish: open the FIFO's other end.
-        writer = threading.Thread(target=lambda: open(files.client, "wb").close(), daemon=True)
-        writer.start()
-        writer.join(5)
+        release.set()

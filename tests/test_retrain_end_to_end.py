@@ -1,16 +1,18 @@
 """The daily loop on loopback: fake portal -> `make retrain` into a fake-gcs-server
 bucket -> both functions, running the whole time, serve what was promoted.
 
-Three retrains on real rows (six counters, 40-day window, 3-day holdout, gbdt and
-affluence only, to keep it to about a minute):
-1. empty bucket: the first models are promoted and served without a restart;
-2. four more days, tolerance widened (this step tests pickup, not the comparison):
+Three retrains on real rows (six counters, 40-day window, the newest whole day held
+out, gbdt and affluence only, to keep it to about a minute):
+1. empty bucket, newest day partial (2 hours): the partial day is left out, the first
+   models are promoted and served without a restart;
+2. five more days, tolerance widened (this step tests pickup, not the comparison):
    a new version is promoted and served, and live accuracy of the first one appears;
-3. six more days of which the four before the holdout are scrambled (each counter's
-   counts shuffled across its hours): the gbdt challenger is worse, nothing is
-   promoted, and the functions keep serving the same versions. Only gbdt is refitted
-   there: on six counters, affluence's F1 at the 0.5 threshold swings by more than
-   the damage (0.34 to 0.79 between 3-day holdouts), so it would test luck.
+3. six more days of which the four before the held-out day are scrambled (each
+   counter's counts shuffled across its hours): the gbdt candidate, fitted on them, is
+   worse on the held-out day, nothing is promoted, and the functions keep serving the
+   same versions. Only gbdt is refitted there: on six counters, affluence's F1 at the
+   0.5 threshold swings by more than the damage (0.34 to 0.79 between 3-day holdouts),
+   so it would test luck.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ pytest_plugins = ["tests.gcs_fixtures"]
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
 UTC = dt.timezone.utc
-ARGS = "--window-days 40 --holdout-days 3"
+ARGS = "--window-days 40 --holdout-days 1"
 RECORD = {"nom_du_compteur": "152 boulevard du Montparnasse E-O",
           "date_et_heure_de_comptage": "2021-07-21T08:00:00+02:00",
           "coordonnées_géographiques": "48.840801,2.333233"}
@@ -82,9 +84,9 @@ def portal(shared_data):
                      skip=("20 Avenue de Clichy NO-SE", "20 Avenue de Clichy SE-NO"))
     # The seventh counter is installed on 2021-07-10: the second retrain must learn it.
     rows = [r for r in rows if r["nom_compteur"] != NEW_COUNTER or r["_epoch"] >= epoch(2021, 7, 10)]
-    # Another one counts nothing on the newest day the second retrain sees: an outage.
+    # Another one counts nothing on the newest whole day the second retrain sees: an outage.
     for r in rows:
-        if r["nom_compteur"] == OUTAGE and epoch(2021, 7, 13, 22) <= r["_epoch"] < epoch(2021, 7, 14):
+        if r["nom_compteur"] == OUTAGE and epoch(2021, 7, 13, 22) <= r["_epoch"] < epoch(2021, 7, 14, 22):
             r["sum_counts"] = "0.0"
     with FakePortal(rows) as server:
         yield server
@@ -112,11 +114,13 @@ def test_daily_loop_promotes_serves_and_refuses_a_worse_challenger(fake_gcs, por
         for task, server in servers.items():
             wait_for(server, first[task])
         (promotion,) = promotions.list_promotions(store, "regress")
-        assert promotion.holdout["from"] == "2021-07-08" and promotion.holdout["tolerance"] == 0.02
+        # 2021-07-10 has two Paris hours: the newest whole day, 07-09, is held out.
+        assert promotion.holdout["from"] == "2021-07-09" == promotion.holdout["to"]
+        assert promotion.holdout["tolerance"] == 0.02
         assert promotion.served["gbdt"]["promoted"] and "rmse_log" in promotion.served["gbdt"]["metrics"]
 
         # 2. A newer promotion is picked up by the running functions within REFRESH_SECONDS.
-        portal.available_until = epoch(2021, 7, 14)
+        portal.available_until = epoch(2021, 7, 14, 22)     # 07-14 whole, Paris time
         make_retrain(fake_gcs, bucket, portal, "--tolerance 0.5")
         second = newest_promoted(store, "regress", "gbdt")
         assert second != first["regress"]
@@ -127,10 +131,11 @@ def test_daily_loop_promotes_serves_and_refuses_a_worse_challenger(fake_gcs, por
         assert gbdt["version"] == second and gbdt["age_days"] >= 0
         live = promotions.newest_live(store, "regress")
         (checked,) = [m for m in live["models"] if m["version"] == first["regress"]]
-        # Trained to Paris day 2021-07-10 (its first two hours): scored on the days after.
+        # Trained to Paris day 2021-07-08: scored on the whole days after.
         assert checked["rows"] > 0 and set(checked["days"]) == {
-            "2021-07-11", "2021-07-12", "2021-07-13", "2021-07-14"}
-        assert gbdt["live"]["rows_checked"] == 0   # the new one has no newer actuals yet
+            "2021-07-09", "2021-07-10", "2021-07-11", "2021-07-12", "2021-07-13", "2021-07-14"}
+        # The new one has no newer actuals yet: the previous version's figure, labelled.
+        assert gbdt["live"]["of_version"] == first["regress"] and "previous" in gbdt["live"]["note"]
         # Counters that come and go: learnt at the next retrain; an outage is flagged.
         tables = {v: registry.read_card(store, e)["counter_table"] for e in registry.list_entries(store)
                   for v in [e.version] if v in (first["regress"], second)}
@@ -149,7 +154,7 @@ def test_daily_loop_promotes_serves_and_refuses_a_worse_challenger(fake_gcs, por
         rng = random.Random(0)
         by_counter: dict[str, list[dict]] = {}
         for row in portal.rows:
-            if epoch(2021, 7, 14) <= row["_epoch"] < epoch(2021, 7, 17, 22):
+            if epoch(2021, 7, 15, 22) <= row["_epoch"] < epoch(2021, 7, 19, 22):
                 by_counter.setdefault(row["nom_compteur"], []).append(row)
         for group in by_counter.values():
             values = [row["sum_counts"] for row in group]

@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+import weakref
 
-import numpy as np
-
-from velocast import intervals, model_checks, promotions, registry, tasks
+from velocast import catalog, registry, tasks
+from velocast.catalog import LoadedModel
 from velocast.errors import NoModelAvailable, UnknownModelChoice
-from velocast.features import FEATURE_SPEC_VERSION, CounterTable
+from velocast.features import FEATURE_SPEC_VERSION
 from velocast.store import Store, StoreError, StoreUnavailable, open_store
 
 log = logging.getLogger("velocast.model_cache")
@@ -34,28 +33,6 @@ STORE_TIMEOUT_SECONDS = (3.0, 10.0)   # connect, read
 STORE_RETRY_DEADLINE_SECONDS = 4.0
 
 
-@dataclass
-class LoadedModel:
-    entry: registry.Entry
-    table: CounterTable
-    session: object
-    input_name: str
-    loaded_at: float = field(default_factory=time.time)
-    interval: intervals.Interval | None = None     # regress cards carry one
-
-    def run(self, matrix: np.ndarray) -> list[np.ndarray]:
-        # InferenceSession.run is thread-safe, so one session serves every thread.
-        return self.session.run(None, {self.input_name: matrix})
-
-    def describe(self, metric: str) -> dict:
-        e = self.entry
-        return {"task": e.task, "type": e.model_type, "version": e.version,
-                "metric": metric, "metric_value": e.metrics.get(metric),
-                "metrics": e.metrics, "trained_from": e.trained_from,
-                "trained_to": e.trained_to, "published_at": e.published_at,
-                "feature_spec_version": e.feature_spec_version}
-
-
 class ModelCache:
     def __init__(self, store_uri: str, task: str, refresh_seconds: float = 300.0,
                  threads_per_session: int = 1, store: Store | None = None):
@@ -66,6 +43,7 @@ class ModelCache:
         self._store = store
         self._lock = threading.RLock()
         self._entries: list[registry.Entry] | None = None
+        self._snapshot = catalog.Snapshot(task, (), ())
         self._listed_at = 0.0
         self._failed_at = 0.0
         self._last_error: str | None = None
@@ -76,6 +54,7 @@ class ModelCache:
         # One load at a time, so concurrent first requests share a load (see _first_good).
         self._load_lock = threading.Lock()
         self._unavailable_at: dict[str, float] = {}     # version -> last store failure
+        self._timer: threading.Thread | None = None
 
     # -- registry -------------------------------------------------------------------
     @property
@@ -86,12 +65,19 @@ class ModelCache:
         return self._store
 
     def _list(self) -> list[registry.Entry]:
-        entries = registry.list_entries(self.store, task=self.task)
-        self._promotions = promotions.list_promotions(self.store, self.task)
+        snapshot = catalog.Snapshot.read(self.store, self.task)
+        entries = list(snapshot.entries)
         with self._lock:
+            self._snapshot = snapshot
             self._entries = entries
             self._listed_at = time.monotonic()
             self._last_error = None
+            start = self._timer is None
+            if start:
+                self._timer = threading.Thread(target=_keep_fresh, args=(weakref.ref(self),),
+                                               name="velocast-refresh-timer", daemon=True)
+        if start:
+            self._timer.start()
         return entries
 
     def _note_store_failure(self, exc: Exception) -> None:
@@ -122,25 +108,20 @@ class ModelCache:
                 self._failed_at = time.monotonic()
         return entries
 
-    def ranked(self, entries, model_type: str | None, metric: str) -> list[registry.Entry]:
-        """Entries to try for (type, metric), best first: the newest promotion decides."""
-        return promotions.served(entries, getattr(self, "_promotions", ()), self.task, model_type, metric)
+    def snapshot(self) -> catalog.Snapshot:
+        """The catalog as last read (read now if never read)."""
+        self.entries()
+        with self._lock:
+            return self._snapshot
+
+    def ranked(self, model_type: str | None, metric: str) -> list[registry.Entry]:
+        """Entries to try for (type, metric), best first (velocast.catalog decides)."""
+        with self._lock:
+            return self._snapshot.served(model_type, metric)
 
     # -- loading ----------------------------------------------------------------------
     def _load(self, entry: registry.Entry) -> LoadedModel:
-        import onnxruntime as ort  # noqa: PLC0415  (import cost paid once, at first load)
-
-        card, model_bytes = registry.read_verified(self.store, entry, FEATURE_SPEC_VERSION)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads_per_session
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(model_bytes, sess_options=options,
-                                       providers=["CPUExecutionProvider"])
-        table = CounterTable.from_dict(card["counter_table"])
-        table.outages = card["counter_table"].get("outages", {})  # advisories.for_batch
-        model_checks.check(self.task, session, table)   # raises: refused, last good kept
-        return LoadedModel(entry, table, session, session.get_inputs()[0].name,
-                           interval=intervals.from_card(card))
+        return catalog.load(self.store, entry, self.threads_per_session)
 
     def _first_good(self, candidates: list[registry.Entry]) -> LoadedModel | None:
         for entry in candidates:
@@ -208,7 +189,7 @@ class ModelCache:
             types = sorted({e.model_type for e in entries})
             raise UnknownModelChoice("model_type", f"no published {self.task} model of type "
                                      f"{model_type!r}; published: {', '.join(types)}")
-        model = self._first_good(self.ranked(entries, model_type, metric))
+        model = self._first_good(self.ranked(model_type, metric))
         if model is None:
             raise NoModelAvailable(f"no loadable {self.task} model for type "
                                    f"{model_type or 'any'} and metric {metric}")
@@ -232,11 +213,15 @@ class ModelCache:
             return {"refreshed": False, "error": str(exc), "models": self.serving()}
         keys = set(before) or {(None, tasks.get(self.task).default_metric)}
         for model_type, metric in keys:
-            model = self._first_good(self.ranked(entries, model_type, metric))
+            model = self._first_good(self.ranked(model_type, metric))
             if model is not None:
                 with self._lock:
                     self._serving[(model_type, metric)] = model
         with self._lock:
+            listed = {e.version for e in entries}
+            for version in list(self._bad_versions):
+                if version not in listed:   # deleted from the store: nothing to report
+                    del self._bad_versions[version]
             in_use = {m.entry.version for m in self._serving.values()}
             for version in list(self._loaded):
                 if version not in in_use:
@@ -249,6 +234,8 @@ class ModelCache:
                 "refused": refused}
 
     def _maybe_refresh_in_background(self) -> None:
+        """A refresh in the background when due. Normally the timer thread does it; on
+        Cloud Run the CPU is throttled between requests, so a request also checks."""
         with self._lock:
             due = (self._entries is not None and not self._refreshing and
                    time.monotonic() - self._listed_at >= self.refresh_seconds)
@@ -275,6 +262,7 @@ class ModelCache:
         """Loads the default model if nothing is loaded yet, so a probe warms the
         instance; never raises."""
         error = None
+        self._maybe_refresh_in_background()
         if not self._serving:
             try:
                 self.get()
@@ -285,3 +273,21 @@ class ModelCache:
         return {"task": self.task, "store": self.store_uri,
                 "feature_spec_version": FEATURE_SPEC_VERSION,
                 "models": self.serving(), "error": error or last_error, "refused": refused}
+
+
+def _keep_fresh(cache_ref) -> None:
+    """Re-read the registry every refresh period whether or not requests arrive: a
+    classify instance with no traffic served a 34-minute-old version while 25 newer
+    promotions existed (refresh every 20 s). Holds only a weak reference, so a cache
+    that is dropped (tests make many) ends its thread."""
+    while True:
+        cache = cache_ref()
+        if cache is None:
+            return
+        with cache._lock:
+            wait = cache._listed_at + cache.refresh_seconds - time.monotonic()
+        if wait <= 0:
+            cache._maybe_refresh_in_background()
+            wait = max(cache.refresh_seconds, 0.05)
+        del cache
+        time.sleep(min(max(wait, 0.05), 60.0))

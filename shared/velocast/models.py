@@ -3,7 +3,8 @@
     python -m velocast.models --store URI [--task regress|classify] [--json]
 
 The table groups models by task, newest version first within a model type, and marks
-with ``*`` the model a function picks by default (best by the task's default metric).
+with ``*`` the model a function picks by default (`velocast.catalog`'s answer, the
+same as `/models`' default: promotions first).
 ``--json`` prints the registry entries as a JSON list instead. Exit status: 0 (also
 for an empty store), 1 if the store cannot be read, 2 for bad arguments.
 """
@@ -16,7 +17,9 @@ import logging
 import sys
 
 from . import tasks
-from .registry import DEFAULT_METRIC, TASKS, best, list_entries
+from .catalog import Snapshot
+from .promotions import list_promotions
+from .registry import DEFAULT_METRIC, TASKS, list_entries
 from .store import StoreError, open_store
 
 # Shown first, in this order, when present; other metrics follow alphabetically.
@@ -47,7 +50,7 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     return out
 
 
-def render(entries, uri: str) -> str:
+def render(entries, uri: str, promotions: dict | None = None) -> str:
     lines = []
     for task in sorted({e.task for e in entries}):
         group = [e for e in entries if e.task == task]
@@ -55,7 +58,7 @@ def render(entries, uri: str) -> str:
         group.sort(key=lambda e: e.version, reverse=True)
         group.sort(key=lambda e: e.model_type)
         metric = DEFAULT_METRIC.get(task)
-        chosen = best(group, task) if metric else None
+        chosen = Snapshot.of(task, group, (promotions or {}).get(task, ())).default() if metric else None
         present = {m for e in group for m in e.metrics}
         cols = [m for m in KEY_METRICS.get(task, []) if m in present]
         cols += sorted(present - set(cols))
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = open_store(args.store)
         entries = list_entries(store, args.task)
+        promotions = {t: list_promotions(store, t) for t in {e.task for e in entries}}
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         what = f"{args.task} models" if args.task else "models"
         print(f"No {what} published in {store.uri}.")
         return 0
-    print(render(entries, store.uri))
+    print(render(entries, store.uri, promotions))
     return 0
 
 

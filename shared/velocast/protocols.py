@@ -8,7 +8,8 @@
               -> {"predictions": [...]}, one per instance
 
 `detect(body)` tells which (None: the old {"records"} body); the service calls the
-handler it returns. BigQuery retries 408, 429, 500, 503 and 504, so bad input is
+handler it returns with a `Caller`: the prediction core, the record limit and the key
+check, nothing of the service itself. BigQuery retries 408, 429, 500, 503 and 504, so bad input is
 never a 5xx: a malformed request is a 400, and a call that cannot be scored (a null,
 a bad timestamp, an unknown counter without usable coordinates) gets a null reply
 while the others are scored, counted in the request's log line. Replies depend on
@@ -20,28 +21,26 @@ from __future__ import annotations
 
 import contextvars
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from operator import itemgetter
 
 import numpy as np
 
+from velocast import tasks
 from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice
-from velocast.features import MAX_NEIGHBOUR_KM, Records, build_matrix
-from velocast.schema import MAX_NAME_LENGTH, parse_timestamp
+from velocast.body import check_count
+from velocast.features import Records
+from velocast.prediction import Predictor
+from velocast.schema import MAX_NAME_LENGTH, parse_records, parse_timestamp
 
 # The SQL signature every remote function over these endpoints declares, in order
 # (tests/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
 BIGQUERY_ARGUMENTS = (("counter", "STRING"), ("ts", "TIMESTAMP"), ("lat", "FLOAT64"),
                       ("lon", "FLOAT64"))
-# What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type.
-# classify defaults to the probability: a FLOAT64 sorts, averages and thresholds in
-# SQL without JSON_VALUE; "busy" gives the function's own 0.5 decision as a BOOL.
-OUTPUTS = {
-    "regress": {"count": "FLOAT64", "interval": "JSON"},
-    "classify": {"probability": "FLOAT64", "busy": "BOOL", "label": "STRING", "object": "JSON"},
-}
-DEFAULT_OUTPUT = {"regress": "count", "classify": "probability"}
-# Vertex clients read JSON, not SQL: classify answers {"label", "probability"} there.
-VERTEX_DEFAULT_OUTPUT = {"regress": "count", "classify": "object"}
+# What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type
+# (each task's kind says, velocast.tasks.Kind).
+OUTPUTS = {t.name: t.kind.outputs for t in tasks.TASKS.values()}
 CONTEXT_KEYS = ("model_type", "metric", "output", "api_key")
 MAX_ERROR_CHARS = 900  # BigQuery shows errorMessage to the SQL user; keep it under 1 KB
 
@@ -56,6 +55,18 @@ def take_log_fields() -> dict:
         return {}
     _log_fields.set(None)
     return fields
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What an adapter may use: the task's predictor, the record limit, the key check."""
+    predictor: Predictor
+    max_records: int
+    check_key: Callable[[dict], None]    # raises ApiError for a missing or wrong key
+
+    @property
+    def task(self) -> str:
+        return self.predictor.task.name
 
 
 def detect(body: dict):
@@ -76,6 +87,52 @@ class RemoteFunctionError(ApiError):
         return {"errorMessage": self.message}
 
 
+# -- before the body is parsed ---------------------------------------------------------
+# BigQuery's body opens with requestId, caller and sessionUser (BigQuery docs, Remote
+# functions, "Input format"), before the calls: their names within its first bytes
+# tell a BigQuery call when the body is refused before it is parsed (too large, too
+# many values, not JSON), so that BigQuery still gets {"errorMessage"} (issue 25, N15:
+# 100,000 calls got a 413 in the {"error"} shape).
+SNIFF_BYTES = 4096
+BIGQUERY_MARKERS = (b'"requestId"', b'"sessionUser"')
+# NOTES for BigQuery callers whose request is refused as too large.
+TOO_LARGE_HINT = "; lower the routine's max_batching_rows"
+
+
+def looks_like_bigquery(raw: bytes) -> bool:
+    start = raw[:SNIFF_BYTES]
+    return start.lstrip().startswith(b"{") and any(m in start for m in BIGQUERY_MARKERS)
+
+
+def shaped(raw: bytes, error: ApiError) -> ApiError:
+    """`error` as BigQuery reads it if `raw` (the body, or its start) is a BigQuery call."""
+    if not looks_like_bigquery(raw) or isinstance(error, RemoteFunctionError):
+        return error
+    message = error.message
+    if error.status == 413:
+        message += TOO_LARGE_HINT
+    elif error.status in (401, 403):
+        message += "; a BigQuery remote function sends it as userDefinedContext.api_key"
+    return _error(error.status, error.code, message, error.headers)
+
+
+def shaped_like(model: ApiError, error: ApiError) -> ApiError:
+    """`error` in the shape `model` was answered in (a key refusal takes the place of a
+    body error: a caller without a key learns nothing about its body)."""
+    if isinstance(model, RemoteFunctionError) and not isinstance(error, RemoteFunctionError):
+        return _error(error.status, error.code, error.message + "; a BigQuery remote "
+                      "function sends it as userDefinedContext.api_key", error.headers)
+    return error
+
+
+def may_carry_key(raw: bytes) -> bool:
+    """Whether a body can hold a client key (userDefinedContext.api_key): its name is
+    written out, or escaped (\\u005f...). A keyless request whose body cannot is refused
+    without parsing it: parsing a 10 MB body took 0.27-0.75 s (issue 25, N13), looking
+    for the two byte strings ~2 ms (bench/README.md)."""
+    return b'"api_key"' in raw or b"\\u" in raw
+
+
 def _error(status: int, code: str, message: str, headers=None, bigquery_body: bool = True):
     """BigQuery gets {"errorMessage"}; a Vertex client the usual error body, with the
     old body's 422 where BigQuery gets a 400."""
@@ -86,13 +143,14 @@ def _error(status: int, code: str, message: str, headers=None, bigquery_body: bo
     return RemoteFunctionError(status, code, message, headers=headers)
 
 
-def _options(task: str, given, where: str, default_output: dict, bigquery_body: bool) -> dict:
+def _options(task: str, given, where: str, default_output: str, bigquery_body: bool) -> dict:
     if given is None:
         given = {}
     if not isinstance(given, dict):
         raise _error(400, "invalid_request", f"'{where}' must be a JSON object",
                      bigquery_body=bigquery_body)
-    options = {"model_type": None, "metric": None, "output": default_output[task]}
+    outputs = tasks.get(task).kind.outputs
+    options = {"model_type": None, "metric": None, "output": default_output}
     for name in ("model_type", "metric", "output"):
         value = given.get(name)
         if value is None:
@@ -101,16 +159,18 @@ def _options(task: str, given, where: str, default_output: dict, bigquery_body: 
             raise _error(400, "invalid_request", f"{where}.{name} must be a short string",
                          bigquery_body=bigquery_body)
         options[name] = value
-    if options["output"] not in OUTPUTS[task]:
+    if options["output"] not in outputs:
         raise _error(400, "invalid_request",
                      f"{where}.output {options['output']!r} is not one of "
-                     f"{', '.join(OUTPUTS[task])} for {task}", bigquery_body=bigquery_body)
+                     f"{', '.join(outputs)} for {task}", bigquery_body=bigquery_body)
     return options
 
 
-def _model(service, options: dict, bigquery_body: bool):
+def _predict(caller: Caller, records: Records, options: dict, bigquery_body: bool,
+             skip_unscorable: bool = False):
     try:
-        return service.cache.get(options["model_type"], options["metric"])
+        return caller.predictor.predict(records, options["model_type"], options["metric"],
+                                        skip_unscorable)
     except UnknownModelChoice as exc:
         raise _error(400, "invalid_request", exc.message, bigquery_body=bigquery_body) from None
     except NoModelAvailable as exc:
@@ -121,23 +181,10 @@ def _model(service, options: dict, bigquery_body: bool):
 
 def _replier(task: str, output: str, response: dict, bigquery_body: bool):
     """i -> the reply for the i-th scored row, from the function's own response."""
-    if task == "regress":
-        counts = response["predictions"]
-        if output == "count":
-            return counts.__getitem__
-        if "lower" not in response or "upper" not in response:
-            raise _error(400, "invalid_request", "output 'interval': the served regress model "
-                         "has no prediction intervals (lower/upper)", bigquery_body=bigquery_body)
-        lower, upper = response["lower"], response["upper"]
-        return lambda i: {"count": counts[i], "lower": lower[i], "upper": upper[i]}
-    probability, label = response["probabilities"], response["label"]
-    if output == "probability":
-        return probability.__getitem__
-    if output == "busy":
-        return lambda i: bool(response["predictions"][i])
-    if output == "label":
-        return label.__getitem__
-    return lambda i: {"label": label[i], "probability": probability[i]}
+    try:
+        return tasks.get(task).kind.replies(output, response)
+    except ValueError as exc:
+        raise _error(400, "invalid_request", f"{exc} ({task})", bigquery_body=bigquery_body) from None
 
 
 # -- BigQuery ------------------------------------------------------------------------
@@ -205,32 +252,7 @@ def _parse_calls(calls: list) -> tuple[list, np.ndarray, np.ndarray, np.ndarray,
             _floats(list(map(itemgetter(3), calls))), usable)
 
 
-def _scorable(names, lats, lons, usable, table) -> np.ndarray:
-    """Rows build_matrix can take: a known counter, or an unknown one whose
-    coordinates lie within MAX_NEIGHBOUR_KM of a known counter."""
-    ok = usable.copy()
-    known: dict[str, bool] = {}
-    near: dict[tuple, bool] = {}
-    for i in np.flatnonzero(usable).tolist():
-        name = names[i]
-        is_known = known.get(name)
-        if is_known is None:
-            is_known = known[name] = table.index_of(name) is not None
-        if is_known:
-            continue
-        lat, lon = lats[i], lons[i]
-        if not (math.isfinite(lat) and math.isfinite(lon)
-                and -90 <= lat <= 90 and -180 <= lon <= 180):
-            ok[i] = False
-            continue
-        key = (float(lat), float(lon))
-        if key not in near:
-            near[key] = table.nearest_km(lat, lon) <= MAX_NEIGHBOUR_KM
-        ok[i] = near[key]
-    return ok
-
-
-def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
+def bigquery(body: dict, caller: Caller, denied=None) -> tuple[dict, int]:
     context = body.get("userDefinedContext")
     if denied is not None:
         # BigQuery sends no headers of ours (its Authorization is a Google ID token),
@@ -240,32 +262,31 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
             raise _error(denied.status, denied.code, denied.message + "; a BigQuery remote "
                          "function sends it as userDefinedContext.api_key", denied.headers)
         try:
-            service._keys.check_client({"X-API-Key": key})
+            caller.check_key({"X-API-Key": key})
         except ApiError as exc:
             raise _error(exc.status, exc.code, exc.message, exc.headers) from None
     calls = body.get("calls")
     if not isinstance(calls, list):
         raise _error(400, "invalid_request", "'calls' must be a list of argument lists")
-    limit = service.settings.max_records
-    if len(calls) > limit:
-        raise _error(413, "too_many_records", f"{len(calls):,} calls; the limit is {limit:,} "
-                     "per request: lower the routine's max_batching_rows")
-    options = _options(service.task, context, "userDefinedContext", DEFAULT_OUTPUT, True)
+    if len(calls) > caller.max_records:
+        raise _error(413, "too_many_records", f"{len(calls):,} calls; the limit is "
+                     f"{caller.max_records:,} per request: lower the routine's max_batching_rows")
+    options = _options(caller.task, context, "userDefinedContext",
+                       caller.predictor.task.kind.bigquery_output, True)
     names, epochs, lats, lons, usable = _parse_calls(calls)
     replies: list = [None] * len(calls)
     fields = {"name": "bigquery", "request_id": str(body.get("requestId", ""))[:100],
               "calls": len(calls)}
     if calls:
-        model = _model(service, options, True)
-        rows = np.flatnonzero(_scorable(names, lats, lons, usable, model.table))
-        if len(rows):
-            batch = build_matrix(Records([names[i] for i in rows.tolist()], epochs[rows],
-                                         lats[rows], lons[rows]), model.table)
-            response = service.description.response(model.run(batch.matrix), model)
-            reply = _replier(service.task, options["output"], response, True)
-            for j, i in enumerate(rows.tolist()):
+        rows = np.flatnonzero(usable)
+        answer = _predict(caller, Records([names[i] for i in rows.tolist()], epochs[rows],
+                                          lats[rows], lons[rows]), options, True,
+                          skip_unscorable=True)
+        if answer.fields:
+            reply = _replier(caller.task, options["output"], answer.fields, True)
+            for j, i in enumerate(rows[answer.rows].tolist()):
                 replies[i] = reply(j)
-        fields["model_version"] = model.entry.version
+        fields["model_version"] = answer.model.entry.version
     fields["null_replies"] = replies.count(None)
     _log_fields.set({"protocol": fields})
     return {"replies": replies}, len(calls)
@@ -273,19 +294,20 @@ def bigquery(service, body: dict, denied=None) -> tuple[dict, int]:
 
 # -- Vertex AI -----------------------------------------------------------------------
 
-def vertex(service, body: dict, denied=None) -> tuple[dict, int]:
-    """Scored exactly as the old body (same validation, same 4xx), reshaped."""
+def vertex(body: dict, caller: Caller, denied=None) -> tuple[dict, int]:
+    """Validated exactly as the old body (same 4xx), scored by the same core, reshaped."""
     if denied is not None:
         raise denied
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise _error(422, "invalid_request", "'instances' must be a non-empty list of records",
                      bigquery_body=False)
-    parameters = body.get("parameters")
-    options = _options(service.task, parameters, "parameters", VERTEX_DEFAULT_OUTPUT, False)
-    response, count = service.predict_records(
-        {"records": instances, "model_type": options["model_type"], "metric": options["metric"]})
-    reply = _replier(service.task, options["output"], response, False)
-    _log_fields.set({"protocol": {"name": "vertex", "instances": count}})
-    return {"predictions": [reply(i) for i in range(count)],
-            "modelVersionId": response["model"]["version"]}, count
+    check_count(instances, caller.max_records)
+    options = _options(caller.task, body.get("parameters"), "parameters",
+                       caller.predictor.task.kind.vertex_output, False)
+    records = parse_records(instances)
+    answer = caller.predictor.predict(records, options["model_type"], options["metric"])
+    reply = _replier(caller.task, options["output"], answer.fields, False)
+    _log_fields.set({"protocol": {"name": "vertex", "instances": len(records)}})
+    return {"predictions": [reply(i) for i in range(len(records))],
+            "modelVersionId": answer.model.entry.version}, len(records)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "METRIC_DIRECTIONS", "DEFAULT_METRIC", "TASKS", "TASK_METRICS", "Entry", "IntegrityError",
-    "new_version", "publish", "list_entries", "best", "ranked", "read_card", "read_model_bytes",
+    "new_version", "publish", "list_entries", "best", "read_card", "read_model_bytes",
     "read_verified",
 ]
 
@@ -72,6 +72,10 @@ class Entry:
     # The card's bytes' sha256. Older entries lack it and still serve (their stores must
     # keep working), with a warning at load; their card still passes velocast.model_checks.
     card_sha256: str = ""
+    # A retrain's run: such an entry is served only once a promotion names it (catalog).
+    run: str = ""
+    # metric -> the backtest mean of this configuration (the card's backtest section).
+    backtest: dict = dataclasses.field(default_factory=dict)
 
     # metrics is a dict, so the generated hash would fail; identity is enough.
     def __hash__(self) -> int:
@@ -84,8 +88,9 @@ class Entry:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["metrics"] = dict(self.metrics)
-        if not d["card_sha256"]:
-            del d["card_sha256"]
+        for key in ("card_sha256", "run", "backtest"):
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod
@@ -97,7 +102,8 @@ class Entry:
         """
         if not isinstance(d, dict):
             raise ValueError(f"entry must be a JSON object, got {type(d).__name__}")
-        required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
         missing = [f.name for f in required if f.name not in d]
         if missing:
             raise ValueError(f"entry lacks {', '.join(missing)}")
@@ -106,7 +112,7 @@ class Entry:
             if f.name not in d:
                 continue
             v = d[f.name]
-            if f.name == "metrics":
+            if f.name in ("metrics", "backtest"):
                 v = _clean_metrics(v)
             elif f.name == "size_bytes":
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -254,6 +260,8 @@ def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
         trained_from=trained_from,
         trained_to=trained_to,
         published_at=published_at,
+        run=str(card.get("run", "")),
+        backtest=_backtest_means(card, task, model_type),
     )
     # The card repeats the entry's fields so that it stands alone when read by hand; the
     # entry then pins the card's bytes (counter table included) by their hash.
@@ -264,6 +272,12 @@ def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
     store.write_once(entry.registry_path, _dumps(entry.to_dict(), "entry"), "application/json")
     log.info("published %s/%s %s to %s", task, model_type, version, getattr(store, "uri", store))
     return entry
+
+
+def _backtest_means(card: dict, task: str, model_type: str) -> dict:
+    """metric -> mean over the backtest folds, from the card's `backtest.mean_sd`."""
+    mean_sd = (card.get("backtest") or {}).get("mean_sd", {}).get(model_type, {})
+    return _clean_metrics({m: v[0] for m, v in mean_sd.items() if m in TASK_METRICS[task]})
 
 
 def _load_entry(store: Store, name: str) -> Entry | None:
@@ -351,22 +365,6 @@ def read_model_bytes(store: Store, entry: Entry) -> bytes:
     if digest != entry.sha256:
         raise IntegrityError(f"{entry.onnx_path}: sha256 {digest}, entry says {entry.sha256}")
     return data
-
-
-def ranked(entries: Iterable[Entry], task: str, metric: str,
-           model_type: str | None = None) -> list[Entry]:
-    """Entries of ``task`` (and ``model_type``) that carry ``metric``, best first: the
-    order in which a function tries to load them."""
-    pool = [e for e in entries if e.task == task and metric in e.metrics
-            and (model_type is None or e.model_type == model_type)]
-    ordered = []
-    while pool:
-        top = best(pool, task, metric)
-        if top is None:
-            break
-        ordered.append(top)
-        pool = [e for e in pool if e.version != top.version]
-    return ordered
 
 
 def read_verified(store: Store, entry: Entry, feature_spec_version: str) -> tuple[dict, bytes]:

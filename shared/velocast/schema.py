@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import math
 import re
 import unicodedata
@@ -57,9 +58,47 @@ def normalize_key(key: str) -> str:
     return _normalize_key(key)
 
 
+def _missing_value(name: str) -> None:
+    # json.dumps writes empty pandas cells as the bare tokens NaN/Infinity: clients of the
+    # old system send them, so they read as missing values (null), never as numbers.
+    return None
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the check costs a len(); the search only when it fails
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key[:100]!r} is given twice in one JSON object; "
+                                 "give each key once")
+            seen.add(key)
+    return obj
+
+
+def parse_json(raw: bytes):
+    """A request body: JSON (RFC 8259) in UTF-8, a leading BOM ignored, each object's keys
+    distinct (which of two values JSON parsers keep differs: the last one here, before,
+    silently). ValueError names the problem."""
+    if b"\x00" in raw[:4]:
+        raise ValueError("body is UTF-16 or UTF-32; send it in UTF-8 (RFC 8259)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"body is not UTF-8: byte {exc.start} ({raw[exc.start:exc.start + 1]!r}); "
+                         "send it in UTF-8 (RFC 8259)") from None
+    try:
+        return json.loads(text, parse_constant=_missing_value, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("body is not valid JSON: nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from None
+
+
 # ASCII only: fromisoformat and float() also take other scripts' digits, '_' and a
 # trailing NUL, which no client means.
 _TIMESTAMP_CHARS = re.compile(r"[0-9:.,+\- TtZz]+")
+_DATE_ONLY = re.compile(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -76,6 +115,11 @@ def parse_timestamp(value) -> tuple[float, str | None]:
     if not _TIMESTAMP_CHARS.fullmatch(text):
         raise ValueError(f"{text[:40]!r} holds characters an ISO 8601 timestamp does not "
                          "(e.g. 2025-05-17 18:00:00+02:00)")
+    if _DATE_ONLY.fullmatch(text):
+        # fromisoformat reads a bare date as midnight; the service predicts an hour, so
+        # a date alone is a mistake to name, not midnight to guess (issue 25).
+        raise ValueError(f"{text!r} is a date without a time: give the hour, e.g. "
+                         f"{text}T08:00:00+02:00")
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -110,8 +154,13 @@ def _coordinate(value) -> float:
     return number
 
 
+# An object names its two members one way or the other, nothing else (openapi.yaml).
+_COORDINATE_KEYS = ({"lat", "lon"}, {"latitude", "longitude"})
+
+
 def parse_coordinates(value) -> tuple[float, float]:
-    """'48.8672, 2.3501', [48.8672, 2.3501] or {"lat": .., "lon": ..}."""
+    """'48.8672, 2.3501', [48.8672, 2.3501], {"lat": .., "lon": ..} or
+    {"latitude": .., "longitude": ..}: latitude first, degrees (WGS 84)."""
     try:
         if isinstance(value, str):
             parts = value.split(",")
@@ -120,7 +169,7 @@ def parse_coordinates(value) -> tuple[float, float]:
             lat, lon = (_coordinate(p.strip()) for p in parts)
         elif isinstance(value, (list, tuple)) and len(value) == 2:
             lat, lon = (_coordinate(v) for v in value)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and set(value) in _COORDINATE_KEYS:
             lat = _coordinate(value.get("lat", value.get("latitude")))
             lon = _coordinate(value.get("lon", value.get("longitude")))
         else:
@@ -128,7 +177,8 @@ def parse_coordinates(value) -> tuple[float, float]:
     except (ValueError, TypeError, OverflowError):
         # OverflowError: float() of a JSON integer beyond 1e308 (JSON integers have
         # any length), e.g. [1e400 written out as digits, 2.35]; was a 500.
-        raise ValueError("expected 'latitude, longitude' in degrees, e.g. '48.8672, 2.3501'") from None
+        raise ValueError("expected 'latitude, longitude' in degrees, e.g. '48.8672, 2.3501', "
+                         "[48.8672, 2.3501] or {\"lat\": 48.8672, \"lon\": 2.3501}") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise ValueError(f"({lat}, {lon}) is not a latitude, longitude pair")
     return lat, lon

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 
+from velocast import transport
+
 _CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
           408: "request_timeout", 413: "payload_too_large", 431: "headers_too_large"}
 
@@ -29,7 +31,9 @@ def flask_error(exc):
     return error_json(status, message), status, {"Content-Type": "application/json; charset=utf-8"}
 
 
-def _gunicorn_write_error(sock, status_int, reason, mesg):
+def write_error(sock, status_int, reason, mesg):
+    """gunicorn.util.write_error's signature: a JSON error straight to the socket, then
+    (Connection: close) gunicorn closes it."""
     from gunicorn import util  # noqa: PLC0415
 
     # The reason goes into the status line: keep it to a safe token.
@@ -38,11 +42,15 @@ def _gunicorn_write_error(sock, status_int, reason, mesg):
     head = (f"HTTP/1.1 {int(status_int)} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
-    util.write_nonblock(sock, head + body)
+    try:
+        util.write_nonblock(sock, head + body)
+    except OSError:
+        pass  # the client is gone: nothing to tell it
 
 
 def install() -> None:
-    """Called once per process when a function module is loaded."""
+    """Called once per process when a function module is loaded; also installs the
+    head deadline and the close handling of velocast.transport."""
     import functions_framework  # noqa: PLC0415
     from werkzeug.exceptions import HTTPException  # noqa: PLC0415
 
@@ -51,4 +59,5 @@ def install() -> None:
         from gunicorn import util  # noqa: PLC0415
     except ImportError:  # functions-framework --debug runs Flask's own server
         return
-    util.write_error = _gunicorn_write_error
+    util.write_error = write_error
+    transport.install()

@@ -18,12 +18,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import advisories, api_docs, logs, page, promotions, protocols, registry, tasks
+from velocast import api_docs, catalog, logs, page, protocols, tasks
 from velocast import body as request_body
 from velocast.errors import ApiError
-from velocast.features import COORDINATES, COUNTER, build_matrix
 from velocast.model_cache import ModelCache
-from velocast.schema import parse_records
+from velocast.prediction import Predictor
+from velocast.schema import parse_json, parse_records
 
 log = logging.getLogger("velocast.service")
 MAX_WARNINGS = 100
@@ -79,10 +79,22 @@ class Settings:
         )
 
 
-def _missing_value(name: str) -> None:
-    # json.dumps writes empty pandas cells as the bare tokens NaN/Infinity: clients of the
-    # old system send them, so they read as missing values (null), never as numbers.
-    return None
+def _check_media_type(request) -> None:
+    """JSON in UTF-8, uncompressed (openapi.yaml, requestBodies): application/json or a
+    +json type, a charset parameter only if it says UTF-8, no Content-Encoding."""
+    content_type = (request.mimetype or "").lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"send Content-Type: application/json, not {content_type or 'nothing'}")
+    charset = (request.mimetype_params.get("charset") or "utf-8").strip().lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body in UTF-8 (RFC 8259), not {charset}")
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body uncompressed, without Content-Encoding: {coding}",
+                       headers={"Accept-Encoding": "identity"})
 
 
 class Service:
@@ -139,6 +151,8 @@ class Service:
             if answer is not None:
                 self._log_request(request, answer[1], len(answer[0]),
                                   time.perf_counter() - started, 0, None)
+                if _body_left_unread(request):
+                    return _answer_unread(request, *answer)
                 return answer
             try:
                 body, records = self._route(request)
@@ -166,8 +180,7 @@ class Service:
             self._log_request(request, status, len(payload), latency, records, error_code)
             headers = {**headers, **page.cors_headers(request, self._page_config)}
             if _body_left_unread(request):
-                request_body.cut_unread(request, self._settings.body_timeout_seconds)
-                return _answer_unread(payload, status, headers)
+                return _answer_unread(request, payload, status, headers)
             return payload, status, headers
         finally:
             if token is not None:
@@ -240,42 +253,50 @@ class Service:
 
     def _models(self) -> dict:
         health = self.cache.health()
-        entries = self.cache.entries()
-        # The model a request without options gets (the newest promotion's, if any).
-        default = next(iter(self.cache.ranked(entries, None, registry.DEFAULT_METRIC[self.task])), None)
+        snapshot = self.cache.snapshot()   # a store that cannot be read: 503
+        # The model a request without options gets: velocast.catalog decides.
+        default = snapshot.default()
         return {"task": self.task, "default": default.to_dict() if default else None,
-                "models": [e.to_dict() for e in sorted(entries, key=lambda e: e.version)],
+                "models": [e.to_dict() for e in snapshot.history()],
                 "serving": health["models"], "store": health["store"],
                 "feature_spec_version": health["feature_spec_version"],
                 "error": health["error"], "refused": health["refused"],
-                "served": promotions.describe_served(self.cache.store, entries, self.task)}
+                "ignored": list(snapshot.ignored),
+                "served": catalog.describe(self.cache.store, snapshot)}
 
-    def _read_json(self, request) -> dict:
-        content_type = (request.mimetype or "").lower()
-        if content_type != "application/json" and not content_type.endswith("+json"):
-            raise ApiError(415, "unsupported_media_type",
-                            f"send Content-Type: application/json, not {content_type or 'nothing'}")
+    def _read_json(self, request, denied: ApiError | None = None) -> dict:
+        """The body as a JSON object. Errors found before it is parsed take BigQuery's
+        {"errorMessage"} shape when the bytes read look like a BigQuery call (protocols.py);
+        a keyless request whose body cannot carry a key is refused without parsing it."""
+        _check_media_type(request)
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            # Answered before a byte of the body is read, and the connection closed.
-            raise ApiError(413, "payload_too_large",
-                           f"body is {request.content_length:,} bytes; the limit is {limit:,}")
-        seconds = request_body.deadline(request.content_length,
-                                        self.settings.body_timeout_seconds)
-        raw, expired = request_body.read(request, limit, seconds)
+            # Answered after a glance at the body's start (is it BigQuery's?), the rest
+            # unread and the connection closed.
+            start, _ = request_body.read(request, protocols.SNIFF_BYTES, request_body.GRACE_SECONDS)
+            raise protocols.shaped(start, ApiError(
+                413, "payload_too_large",
+                f"body is {request.content_length:,} bytes; the limit is {limit:,}"))
+        timeout = self.settings.body_timeout_seconds
+        raw, expired = request_body.read(request, limit, timeout)
         if expired:
-            raise ApiError(408, "request_timeout", f"the body did not arrive within {seconds:g} s")
+            raise protocols.shaped(raw, ApiError(
+                408, "request_timeout",
+                f"the body did not arrive within {request_body.GRACE_SECONDS:g} s plus 1 s "
+                f"per {request_body.MIN_BYTES_PER_SECOND:,} bytes (at most {timeout:g} s)"))
         if len(raw) > limit:
-            raise ApiError(413, "payload_too_large", f"body exceeds {limit:,} bytes")
+            raise protocols.shaped(raw, ApiError(413, "payload_too_large",
+                                                 f"body exceeds {limit:,} bytes"))
         request.environ["velocast.body_read"] = True
         too_complex = request_body.structure_error(raw, self.settings.max_records)
         if too_complex:
-            raise ApiError(413, "payload_too_large", too_complex)
+            raise protocols.shaped(raw, ApiError(413, "payload_too_large", too_complex))
+        if denied is not None and not protocols.may_carry_key(raw):
+            raise protocols.shaped(raw, denied)
         try:
-            body = json.loads(raw, parse_constant=_missing_value)
-        except (ValueError, RecursionError) as exc:
-            # ValueError covers UnicodeDecodeError and JSONDecodeError.
-            raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+            body = parse_json(raw)
+        except ValueError as exc:
+            raise protocols.shaped(raw, ApiError(400, "invalid_json", str(exc))) from None
         if not isinstance(body, dict):
             raise ApiError(422, "invalid_request",
                             "body must be a JSON object with a 'records' list",
@@ -284,24 +305,23 @@ class Service:
 
     def _predict(self, request, denied: ApiError | None = None) -> tuple[dict, int]:
         try:
-            body = self._read_json(request)
-        except ApiError:
-            if denied is not None:
-                raise denied from None
+            body = self._read_json(request, denied)
+        except ApiError as exc:
+            if denied is not None and exc.status != 401 and exc.status != 403:
+                raise protocols.shaped_like(exc, denied) from None
             raise
         handler = protocols.detect(body)  # BigQuery remote functions, Vertex AI
         if handler is not None:
-            return handler(self, body, denied)
+            return handler(body, protocols.Caller(self.predictor, self.settings.max_records,
+                                                  self._keys.check_client), denied)
         if denied is not None:
             raise denied
         return self.predict_records(body)
 
     def predict_records(self, body: dict) -> tuple[dict, int]:
+        """The old {"records"} body: validated here, scored by the prediction core."""
         records = body.get("records")
-        if isinstance(records, list) and len(records) > self.settings.max_records:
-            raise ApiError(413, "too_many_records",
-                            f"{len(records):,} records; the limit is {self.settings.max_records:,} "
-                            "per request")
+        request_body.check_count(records, self.settings.max_records)
         options = {}
         for name in ("model_type", "metric"):
             value = body.get(name)
@@ -311,25 +331,15 @@ class Service:
                                   + ("'gbdt'" if name == "model_type" else "'r2'")}])
             options[name] = value
         parsed = parse_records(records)
-        model = self.cache.get(options["model_type"], options["metric"])
-        batch = build_matrix(parsed, model.table)
-        outputs = model.run(batch.matrix)
-        response = self.description.response(outputs, model)
-        metric = options["metric"] or self.description.default_metric
-        response["model"] = model.describe(metric)
-        warnings = parsed.warnings + advisories.for_batch(
-            parsed.names, parsed.epoch_seconds, model.table) + [
-            {"record": row, "field": COUNTER,
-             "message": f"counter {parsed.names[row]!r} was not seen in training; "
-                        "predicted from the nearest known counters"}
-            for row in batch.unknown_counters] + [
-            {"record": row, "field": COORDINATES,
-             "message": f"counter {parsed.names[row]!r} is known elsewhere; predicted at its "
-                        "known place, not at the coordinates given"}
-            for row in batch.moved_counters]
-        if warnings:
-            response["warnings"] = sorted(warnings, key=lambda w: w["record"])[:MAX_WARNINGS]
+        answer = self.predictor.predict(parsed, options["model_type"], options["metric"])
+        response = {**answer.fields, "model": answer.describe_model()}
+        if answer.warnings:
+            response["warnings"] = answer.warnings[:MAX_WARNINGS]
         return response, len(parsed)
+
+    @property
+    def predictor(self) -> Predictor:
+        return Predictor(self.description, self.cache)
 
 
 def _body_left_unread(request) -> bool:
@@ -339,16 +349,20 @@ def _body_left_unread(request) -> bool:
         request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _answer_unread(payload, status: int, headers: dict):
+def _answer_unread(request, payload, status: int, headers: dict):
     """A body this function did not read (refused early, or stalled) must not be read
     afterwards: functions-framework's after-request hook reads whatever is left, which
     made a 413 wait for a 300 MB body and a declared 10 GB one wait forever. The hook
-    skips streamed responses."""
+    skips streamed responses. The connection closes after the answer (velocast.transport
+    makes gunicorn honour the header): kept alive, what is left of the body would be read
+    as the next request, or cut under it (issue 25, N6)."""
     import flask  # noqa: PLC0415  (bundled with functions-framework)
 
+    request_body.cut_unread(request)
     data = payload.encode("utf-8") if isinstance(payload, str) else payload
     return flask.Response(iter([data]), status=status,
-                          headers={**headers, "Content-Length": str(len(data))})
+                          headers={**headers, "Content-Length": str(len(data)),
+                                   "Connection": "close"})
 
 
 def _age_days(published_at: str | None, now: float) -> float | None:

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--window-days", type=int, default=WINDOW_DAYS,
                         help=f"train on the newest N ingested days (default {WINDOW_DAYS})")
     parser.add_argument("--holdout-days", type=int, default=HOLDOUT_DAYS,
-                        help=f"compare on the newest N days (default {HOLDOUT_DAYS})")
+                        help=f"compare on the newest N whole days, left out of the candidate's fit (default {HOLDOUT_DAYS})")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help=f"promote if not worse by more than this share (default {TOLERANCE})")
     args = parser.parse_args(argv)

@@ -65,7 +65,7 @@ def to_onnx(estimator, task: str) -> bytes:
     subset = estimator if isinstance(estimator, Subset) else None
     if subset is not None:
         estimator = subset.estimator
-    options = {id(estimator): {"zipmap": False}} if task == "classify" else None
+    options = {id(estimator): {"zipmap": False}} if tasks.get(task).kind.classifier else None
     inputs = [("estimator_input", FloatTensorType([None, len(subset.kept)]))] if subset \
         else [(INPUT_NAME, FloatTensorType([None, N_FEATURES]))]
     model = convert_sklearn(
@@ -88,7 +88,7 @@ def onnx_output(onnx_bytes: bytes, matrix: np.ndarray, task: str) -> np.ndarray:
 
 
 def sklearn_output(estimator, matrix: np.ndarray, task: str) -> np.ndarray:
-    if task == "classify":
+    if tasks.get(task).kind.classifier:
         return estimator.predict_proba(matrix)[:, 1]
     return estimator.predict(matrix)
 

@@ -24,7 +24,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from velocast import registry
+from velocast import registry, tasks
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                Records, build_matrix)
 from velocast.store import Store, open_store
@@ -71,7 +71,7 @@ def _affluence():
 
 @dataclass(frozen=True)
 class ModelSpec:
-    task: str
+    model_type: str             # one of a Task's model_types, which says its task
     make: object
     description: str
     # scikit-learn's MLP trains on one core: a fixed random subset keeps it to seconds.
@@ -79,6 +79,14 @@ class ModelSpec:
     weighted: bool = True       # recency weights (RECENCY_DAYS)
     offset: bool = True         # learn log1p(count) - counter_recent (a regressor)
     hidden: tuple[str, ...] = ()   # features the estimator does not see
+
+    @property
+    def task(self) -> str:
+        return tasks.MODEL_TASK[self.model_type]
+
+    @property
+    def kind(self) -> tasks.Kind:
+        return tasks.get(self.task).kind
 
 
 # Less than a year of rows: the day-of-year circle after an origin is one no training
@@ -88,18 +96,18 @@ class ModelSpec:
 NO_SEASON = ("doy_sin", "doy_cos")
 
 MODELS = {
-    "gbdt": ModelSpec("regress", _gbdt, "HistGradientBoostingRegressor on log1p(count) - counter_recent",
+    "gbdt": ModelSpec("gbdt", _gbdt, "HistGradientBoostingRegressor on log1p(count) - counter_recent",
                       hidden=NO_SEASON),
-    "rf": ModelSpec("regress", _rf, "RandomForestRegressor on log1p(count) - counter_recent",
+    "rf": ModelSpec("rf", _rf, "RandomForestRegressor on log1p(count) - counter_recent",
                     hidden=NO_SEASON),
     # An MLP extrapolates where a tree stays flat, so it does not see the day trend
     # either. With the offset and the recency weight: 6 folds 0.830 -> 0.727 RMSE log1p
     # (plain HGB 0.734), level rather than better. 64x64 units, 150k rows, 80 epochs,
     # 5 bagged nets, one-hot hours or a profile offset did no better.
-    "nn": ModelSpec("regress", _nn, "StandardScaler + MLPRegressor on log1p(count) - counter_recent",
+    "nn": ModelSpec("nn", _nn, "StandardScaler + MLPRegressor on log1p(count) - counter_recent",
                     max_rows=120_000, hidden=("days", *NO_SEASON)),
     # Without "days" and "counter_recent": 6 folds F1 0.8435, with them 0.8371.
-    "affluence": ModelSpec("classify", _affluence,
+    "affluence": ModelSpec("affluence", _affluence,
                            "HistGradientBoostingClassifier: count above the counter's mean",
                            hidden=("days", "counter_recent")),
 }
@@ -130,6 +138,15 @@ def split_holdout(frame: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame,
     first_holdout_day = last_day - dt.timedelta(days=holdout_days - 1)
     cut = dt.datetime.combine(first_holdout_day, dt.time(), tzinfo=PARIS).timestamp()
     return frame[frame["epoch"] < cut], frame[frame["epoch"] >= cut]
+
+
+def prepare_split(fit_rows: pd.DataFrame, holdout_rows: pd.DataFrame):
+    """The one recipe for a holdout, training's and the daily retrain's: outage days
+    out of the fitted rows, the counter table fitted on them, both sides featurized
+    with it. Returns (fitted rows, table, fitted part, holdout part)."""
+    fit_rows = drop_outages(fit_rows)
+    table = fit_table(fit_rows)
+    return fit_rows, table, prepare(fit_rows, table), prepare(holdout_rows, table)
 
 
 @dataclass
@@ -163,13 +180,13 @@ def fit_table(frame: pd.DataFrame) -> CounterTable:
 
 
 def fit(spec: ModelSpec, data: Prepared):
-    target = data.busy if spec.task == "classify" else data.log_count
+    target = data.busy if spec.kind.classifier else data.log_count
     matrix = data.matrix
     weight = data.recency_weight if spec.weighted else np.ones(len(matrix))
     if spec.max_rows and len(matrix) > spec.max_rows:
         rows = np.sort(np.random.default_rng(0).choice(len(matrix), spec.max_rows, replace=False))
         matrix, target, weight = matrix[rows], target[rows], weight[rows]
-    offset = OFFSET_COLUMN if spec.task == "regress" and spec.offset else None
+    offset = OFFSET_COLUMN if not spec.kind.classifier and spec.offset else None
     if offset is not None:   # relative to the counter's recent level (features.py)
         target = target - matrix[:, offset]
     hidden = set(spec.hidden) | ({FEATURE_NAMES[offset]} if offset is not None else set())
@@ -209,7 +226,12 @@ def classification_metrics(truth: np.ndarray, probability: np.ndarray) -> dict:
 
 def evaluate(spec: ModelSpec, estimator, data: Prepared) -> dict:
     output = export.sklearn_output(estimator, data.matrix, spec.task)
-    if spec.task == "classify":
+    return kind_metrics(spec.kind, data, output)
+
+
+def kind_metrics(kind: tasks.Kind, data: Prepared, output: np.ndarray) -> dict:
+    """A task kind's metrics of `output` (log1p count or P(busy)) against `data`'s truth."""
+    if kind.classifier:
         return classification_metrics(data.busy, output)
     return regression_metrics(data.log_count, output)
 
@@ -225,7 +247,7 @@ def library_versions() -> dict:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _range(frame: pd.DataFrame) -> dict:
+def data_range(frame: pd.DataFrame) -> dict:
     return {"from": local_date(float(frame["epoch"].min())).isoformat(),
             "to": local_date(float(frame["epoch"].max())).isoformat(), "rows": len(frame)}
 
@@ -258,11 +280,9 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
     fit_rows, holdout_rows = split_holdout(frame, holdout_days)
     if fit_rows.empty or holdout_rows.empty:
         raise ValueError(f"need more than {holdout_days} days of data for a {holdout_days}-day holdout")
-    fit_rows = drop_outages(fit_rows)
-    say(f"holdout: {_range(holdout_rows)['from']} to {_range(holdout_rows)['to']} "
+    fit_rows, _, train_part, holdout = prepare_split(fit_rows, holdout_rows)
+    say(f"holdout: {data_range(holdout_rows)['from']} to {data_range(holdout_rows)['to']} "
         f"({len(holdout_rows):,} rows); fitting on {len(fit_rows):,} earlier rows")
-    table = fit_table(fit_rows)
-    train_part, holdout = prepare(fit_rows, table), prepare(holdout_rows, table)
 
     all_rows = drop_outages(frame)
     final_table = fit_table(all_rows)
@@ -277,34 +297,43 @@ def train(frame: pd.DataFrame, store_uri: str | Store | None, model_types: list[
         say(f"{prefix}: fitting on {len(train_part.matrix):,} rows for holdout metrics")
         estimator = fit(spec, train_part)
         metrics = evaluate(spec, estimator, holdout)
-        residuals = holdout.log_count - export.sklearn_output(estimator, holdout.matrix, "regress") \
-            if spec.task == "regress" else None
+        residuals = holdout.log_count - export.sklearn_output(estimator, holdout.matrix, spec.task) \
+            if spec.kind.interval else None
         outcome = Outcome(model_type, metrics)
         outcome.seconds["holdout_fit"] = round(time.perf_counter() - started, 1)
         say(f"{prefix}: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         outcomes.append(outcome)
         if store is None:
             continue
-        source = {**_range(holdout_rows), "note": (
+        source = {**data_range(holdout_rows), "note": (
             f"last {holdout_days} days, scored by a model fitted on the rows before them; "
             "the published model was then refitted on all rows")}
         extra = calibration.card_fields(backtest_report, model_type, spec.task, data_name,
                                         calibration.fingerprint(spec, RECENCY_DAYS), residuals,
-                                        _range(holdout_rows))
+                                        data_range(holdout_rows))
         finalize(store, model_type, outcome, final, parity_rows, source, all_rows, prefix, extra)
     return outcomes
 
 
 def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_rows: np.ndarray,
              metrics_source: dict, all_rows: pd.DataFrame, prefix: str, extra_card=None) -> None:
-    """Final fit on every row, ONNX export, parity gate, publish; fills `outcome`."""
+    """Final fit on every row, then `publish_fitted`; fills `outcome`."""
+    started = time.perf_counter()
+    say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
+    estimator = fit(MODELS[model_type], final)
+    outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
+    publish_fitted(store, model_type, outcome, estimator, final.table, parity_rows,
+                   metrics_source, all_rows, prefix, extra_card)
+
+
+def publish_fitted(store, model_type: str, outcome: Outcome, estimator, table: CounterTable,
+                   parity_rows: np.ndarray, metrics_source: dict, fitted_rows: pd.DataFrame,
+                   prefix: str, extra_card=None) -> None:
+    """ONNX export, parity gate, publish the estimator fitted on `fitted_rows` with its
+    counter table; fills `outcome` (published entry, or why it was refused)."""
     spec = MODELS[model_type]
     # roc_auc is NaN when the holdout holds one class only: not a publishable figure.
     metrics = {k: v for k, v in outcome.metrics.items() if np.isfinite(v)}
-    started = time.perf_counter()
-    say(f"{prefix}: final fit on all {len(final.matrix):,} rows")
-    estimator = fit(spec, final)
-    outcome.seconds["final_fit"] = round(time.perf_counter() - started, 1)
     onnx_bytes = export.to_onnx(estimator, spec.task)
     outcome.onnx_bytes = len(onnx_bytes)
     outcome.parity_gap = export.parity_gap(onnx_bytes, estimator, parity_rows, spec.task)
@@ -322,19 +351,18 @@ def finalize(store, model_type: str, outcome: Outcome, final: Prepared, parity_r
         "description": spec.description,
         "metrics": metrics,
         "metrics_source": metrics_source,
-        "trained_from": _range(all_rows)["from"],
-        "trained_to": _range(all_rows)["to"],
-        "training_rows": len(all_rows),
+        "trained_from": data_range(fitted_rows)["from"],
+        "trained_to": data_range(fitted_rows)["to"],
+        "training_rows": len(fitted_rows),
         "sample_weight": f"exp(-age / {RECENCY_DAYS:g} days), age from the newest row",
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
-        "target": ("1 if the hourly count is above the counter's mean count in the "
-                   "training rows, else 0") if spec.task == "classify" else (
-                       "log1p(hourly count); an offset model learns it minus counter_recent, "
-                       "which its ONNX graph adds back"),
+        "target": tasks.get(spec.task).target + (
+            "; an offset model learns it minus counter_recent, which its ONNX graph adds back"
+            if spec.offset and not spec.kind.classifier else ""),
         "onnx": {"input": export.INPUT_NAME, "opset": export.TARGET_OPSET,
                  "parity_max_abs_diff": outcome.parity_gap},
-        "counter_table": final.table.to_dict(),
+        "counter_table": table.to_dict(),
         "libraries": library_versions(),
         "training_seconds": outcome.seconds,
     }

@@ -1,17 +1,22 @@
 """The daily loop: ingest, score the served models on what arrived since (live
-accuracy), fit challengers, score them and the served champions on the same newest
-held-out days, promote the challengers that are not worse by more than TOLERANCE on
-the task's default metric, refit the promoted ones on every row, publish, and write
-one promotion object per task.
+accuracy), fit a candidate per model type on every whole day but the newest, score it
+and the served champion on that newest day (seen by neither), check its answers on a
+reference panel (`velocast.train.gate`), and publish and promote *that* candidate when
+it is not worse by more than TOLERANCE and passes the gate.
 
     python -m velocast.retrain --store URI [--source URL] [--models gbdt,affluence]
 
-Fairness: the held-out days are only days that no served model was trained on (after
-the newest champion's training day, at most HOLDOUT_DAYS), and the challenger is
-fitted on the rows before them. With a daily schedule that is the newest day: the
-challenger then has the champion's data plus late corrections, so the comparison
-catches a retrain broken by bad data or code rather than rewarding the one that saw
-the answers.
+Why the published model is the scored one: the comparison used to fit the challenger
+on the champion's own rows, so the two scored identically (62 of 62 daily comparisons
+equal to 4 decimals) and every retrain promoted; the model then refitted on all rows,
+poison included, was published unscored. Now the candidate has one more day of data
+than yesterday's champion and is judged on a day neither saw; the price is that the
+served model's data end one day before the newest ingested day.
+
+Whole days only: a newest day with a few hours ingested flagged 6 of 52 counters as
+outages and made a comparison on 104 night rows. Each model type retrains when its
+champion has not seen the candidate's days (a task's promotion does not hold back the
+other's).
 """
 
 from __future__ import annotations
@@ -23,19 +28,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from velocast import paris_calendar, promotions, registry
-from velocast.store import Store, StoreError, open_store
-from velocast.train import calibration, counts, export, scoring
+from velocast import catalog, paris_calendar, promotions, registry, tasks
+from velocast.store import Store, open_store
+from velocast.train import calibration, counts, export, gate, scoring
 from velocast.train.ingest import IngestReport, ingest
-from velocast.train.pipeline import (MODELS, Outcome, _range, drop_outages, evaluate, fit,
-                                     fit_table, finalize, prepare, say, split_holdout)
+from velocast.train.pipeline import (MODELS, Outcome, data_range, evaluate, fit, prepare,
+                                     prepare_split, publish_fitted, say)
 
-# Relative: a challenger whose default metric (rmse_log, f1_score) is within 2% of
-# the champion's on the same rows is promoted. Day-to-day noise of rmse_log on a
-# 7-day holdout of the real data is about that size (0.61-0.64 across weeks).
+# Relative: a candidate whose default metric (rmse_log, f1_score) is within 2% of the
+# champion's on the same day is promoted. Day-to-day noise of rmse_log on a 7-day
+# holdout of the real data is about that size (0.61-0.64 across weeks).
 TOLERANCE = 0.02
-HOLDOUT_DAYS = 7
+HOLDOUT_DAYS = 1
 WINDOW_DAYS = 396
+# The newest Paris day counts as whole once its 23:00 hour is stored.
+LAST_HOUR = 23
 
 
 @dataclass
@@ -51,6 +58,8 @@ class Decision:
     published: registry.Entry | None = None
 
     def line(self) -> str:
+        if not self.candidate:
+            return f"{self.task}/{self.model_type}: kept champion ({self.reason})"
         c = self.candidate.get(self.metric)
         h = (self.champion_metrics or {}).get(self.metric)
         champ = f"champion {self.champion.version} {h:.4f}" if self.champion and h is not None \
@@ -81,7 +90,7 @@ class RetrainReport:
 
 def card_extras(frame: pd.DataFrame) -> dict:
     """What the card records beyond the pipeline's: calendar coverage, and counters whose
-    newest day in the window counted nothing (functions warn on their predictions)."""
+    newest whole day counted nothing (functions warn on their predictions)."""
     day = scoring.day_of(frame)
     daily = frame.assign(day=day).groupby(["counter", "day"])["count"].sum().reset_index()
     newest = daily.sort_values("day").groupby("counter").tail(1)
@@ -98,17 +107,15 @@ def card_extras(frame: pd.DataFrame) -> dict:
     }
 
 
-def unseen_holdout_days(frame: pd.DataFrame, champions: dict, holdout_days: int) -> int:
-    """The newest `holdout_days` days, cut to the days no served model was trained on.
-    A champion refitted up to yesterday has seen most of a 7-day holdout: scored there,
-    it beat every challenger of a simulated month by 10-15% rmse_log (0.88 vs 1.00),
-    so nothing fresh was ever promoted. One holdout for every model of the run, so that
-    the promotion's figures all come from the same rows."""
-    if not champions:
-        return holdout_days
-    newest = dt.date.fromisoformat(str(scoring.day_of(frame).max()))
-    seen_to = max(dt.date.fromisoformat(m.entry.trained_to[:10]) for m in champions.values())
-    return max(0, min(holdout_days, (newest - seen_to).days))
+def whole_days(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of whole Paris days: the newest day goes unless its last hour is in."""
+    days = scoring.day_of(frame)
+    newest = days.max()
+    last = pd.Timestamp(int(frame["epoch"].max()), unit="s", tz="UTC").tz_convert("Europe/Paris")
+    if last.hour >= LAST_HOUR:
+        return frame
+    say(f"newest day {newest} is partial (up to {last:%H:%M} Paris time): left for the next run")
+    return frame[days < newest]
 
 
 def not_worse(candidate: float, champion: float, metric: str, tolerance: float) -> bool:
@@ -117,22 +124,58 @@ def not_worse(candidate: float, champion: float, metric: str, tolerance: float) 
     return candidate >= champion * (1 - tolerance)
 
 
-def _live(store: Store, frame: pd.DataFrame, run: str, report: RetrainReport) -> dict:
-    """Score what is served now on the newer actuals; returns the loaded champions."""
+def _champions(store: Store) -> dict:
+    """(task, model type) -> the served model, loaded as the functions load it
+    (hashes, card, feature spec, canary)."""
     loaded = {}
-    newest_day = str(scoring.day_of(frame).max())
-    for task in registry.TASKS:
-        models = []
-        for model_type, entry in scoring.served_now(store, task).items():
+    for task in tasks.TASK_NAMES:
+        for model_type, entry in catalog.Snapshot.read(store, task).served_by_type().items():
             try:
-                loaded[(task, model_type)] = model = scoring.ServedModel(store, entry)
-            except (StoreError, ValueError, KeyError) as exc:
-                say(f"cannot read served {task}/{model_type} {entry.version}: {exc}")
+                loaded[(task, model_type)] = catalog.load(store, entry)
+            except Exception as exc:  # noqa: BLE001  (a refused model is not a champion)
+                say(f"cannot load served {task}/{model_type} {entry.version}: {exc}")
+    return loaded
+
+
+def _references(store: Store, champions: dict) -> list:
+    """Per (task, type), the oldest model `make train` published, when it is not the
+    champion: scored beside it, it shows what the daily retrains bought."""
+    out = []
+    for task in tasks.TASK_NAMES:
+        static = [e for e in catalog.Snapshot.read(store, task).entries if not e.run]
+        for model_type in sorted({e.model_type for e in static}):
+            oldest = min((e for e in static if e.model_type == model_type), key=lambda e: e.version)
+            champion = champions.get((task, model_type))
+            if champion is None or champion.entry.version == oldest.version:
                 continue
-            models.append(scoring.live_accuracy(model, frame))
+            try:
+                out.append(catalog.load(store, oldest))
+            except Exception as exc:  # noqa: BLE001  (a reference is optional)
+                say(f"cannot load reference {task}/{model_type} {oldest.version}: {exc}")
+    return out
+
+
+def _live(store: Store, frame: pd.DataFrame, run: str, champions: dict, report) -> None:
+    """Score what is served now on the actuals that arrived after its training, and
+    the never-retrained reference models on the same days."""
+    newest_day = str(scoring.day_of(frame).max())
+    references = _references(store, champions)
+    for task in tasks.TASK_NAMES:
+        models = [scoring.live_accuracy(model, frame) for (t, _), model in champions.items() if t == task]
+        models += [{**scoring.live_accuracy(model, frame), "reference": True}
+                   for model in references if model.entry.task == task]
         if models:
             report.live.append(scoring.write_live(store, task, run, models, newest_day))
-    return loaded
+
+
+def _carried_backtest(champion) -> dict:
+    """The champion's backtest section, carried into the candidate's card: the served
+    default is chosen on backtest means (velocast.catalog), which a daily retrain does
+    not recompute."""
+    section = (champion.card.get("backtest") if champion is not None else None) or {}
+    if not section:
+        return {}
+    return {"backtest": {**section, "carried_over_from": champion.entry.version}}
 
 
 def retrain(store_uri: str, source: str | None = None, model_types=None, *,
@@ -149,93 +192,106 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
     if source:
         report.ingest = ingest(counts_store, source, **(ingest_options or {}))
         say(report.ingest.line())
-    frame = counts.load_window(counts_store, window_days)
+    stored = counts.load_window(counts_store, window_days)
+    newest_hour = dt.datetime.fromtimestamp(int(stored["epoch"].max()), dt.timezone.utc).isoformat()
+    frame = whole_days(stored)
+    days = scoring.day_of(frame)
+    kept_days = sorted(set(days))
+    if len(kept_days) <= holdout_days:
+        raise ValueError(f"need more than {holdout_days} whole ingested day(s); have {len(kept_days)}")
     run = registry.new_version()
-    champions = _live(store, frame, run, report)
+    champions = _champions(store)
+    _live(store, frame, run, champions, report)
 
-    holdout_days = unseen_holdout_days(frame, champions, holdout_days)
-    if holdout_days == 0:
-        say("no ingested day is newer than the served models' training: nothing to compare")
-        report.seconds = time.perf_counter() - started
-        return report
-    fit_rows, holdout_rows = split_holdout(frame, holdout_days)
-    if fit_rows.empty or holdout_rows.empty:
-        raise ValueError(f"need more than {holdout_days} ingested days for a {holdout_days}-day holdout")
-    report.holdout = _range(holdout_rows)
-    fit_rows = drop_outages(fit_rows)
-    table = fit_table(fit_rows)
-    train_part, holdout = prepare(fit_rows, table), prepare(holdout_rows, table)
+    first_holdout = kept_days[-holdout_days]
+    fit_rows, holdout_rows = frame[days < first_holdout], frame[days >= first_holdout]
+    report.holdout = {**data_range(holdout_rows), "newest_hour": newest_hour}
+    fit_to = data_range(fit_rows)["to"]
+    fit_rows, table, train_part, holdout = prepare_split(fit_rows, holdout_rows)
     counts_holdout = holdout_rows["count"].to_numpy(dtype=np.float64)
-
-    all_rows = drop_outages(frame)
-    final = prepare(all_rows, fit_table(all_rows))
-    parity_rows = prepare(holdout_rows, final.table).matrix
+    reference = gate.panel(table, report.holdout["to"])
     source_note = {**report.holdout, "note": (
-        f"last {holdout_days} days, scored by a model fitted on the rows before them, next to "
-        "the served champion on the same rows; the published model was refitted on all rows")}
-    card_extra = {"promotion": {"tolerance": tolerance, "holdout": report.holdout},
+        f"the newest {holdout_days} whole day(s), seen by neither this model nor the champion "
+        "it was compared with; this model is the one scored (fitted on the days before)")}
+    card_extra = {"run": run, "promotion": {"tolerance": tolerance, "holdout": report.holdout},
                   **card_extras(frame), **(extra_card(frame) if extra_card else {})}
     by_task: dict[str, list[Decision]] = {}
     for step, model_type in enumerate(model_types, 1):
         spec = MODELS[model_type]
         metric = registry.DEFAULT_METRIC[spec.task]
         prefix = f"[{step}/{len(model_types)}] {model_type}"
-        say(f"{prefix}: fitting on {len(train_part.matrix):,} rows before the holdout")
-        estimator = fit(spec, train_part)
-        decision = Decision(spec.task, model_type, metric, evaluate(spec, estimator, holdout))
         champion = champions.get((spec.task, model_type))
+        decision = Decision(spec.task, model_type, metric, {})
+        by_task.setdefault(spec.task, []).append(decision)
+        if champion is not None and champion.entry.trained_to[:10] >= fit_to:
+            decision.reason = (f"nothing new: the champion was trained to "
+                               f"{champion.entry.trained_to[:10]}, the candidate would be to {fit_to}")
+            say(decision.line())
+            continue
+        say(f"{prefix}: fitting on {len(train_part.matrix):,} rows to {fit_to}")
+        estimator = fit(spec, train_part)
+        decision.candidate = evaluate(spec, estimator, holdout)
+        ok, decision.reason = True, "no served model of this type yet"
         if champion is not None:
-            output, _ = champion.output(holdout_rows)
-            # One truth for both: "busy" by the challenger's table, fitted on the same rows.
+            output = champion.output(prepare(holdout_rows, champion.table).matrix)
             decision.champion = champion.entry
+            # One truth for both: "busy" by the candidate's table, fitted on the same rows.
             decision.champion_metrics = scoring.metrics_for(spec.task, output, counts_holdout,
                                                             holdout.busy)
             ok = not_worse(decision.candidate[metric], decision.champion_metrics[metric],
                            metric, tolerance)
             decision.reason = (f"within {tolerance:.0%} of the champion" if ok else
                                f"worse than the champion by more than {tolerance:.0%}")
-        else:
-            ok, decision.reason = True, "no served model of this type yet"
-        if ok:
+        verdict = gate.check(spec.task, reference, gate.predictor(estimator, table, spec.task),
+                             None if champion is None else
+                             gate.predictor(champion, champion.table, spec.task), fit_rows,
+                             None if champion is None else set(table.names) & set(champion.table.names))
+        decision.reason += f"; panel: {verdict.reason}"
+        if ok and verdict.ok:
             outcome = Outcome(model_type, decision.candidate)
-            # The daily loop has no backtest report: a regressor's 80 % interval comes from
-            # its residuals on the same held-out days (calibration.card_fields says so).
             residuals = (holdout.log_count - export.sklearn_output(estimator, holdout.matrix,
-                                                                     "regress")
-                         if spec.task == "regress" else None)
+                                                                     spec.task)
+                         if spec.kind.interval else None)
             interval = calibration.card_fields(None, model_type, spec.task, "", "", residuals,
                                                report.holdout)
-            finalize(store, model_type, outcome, final, parity_rows, source_note, all_rows,
-                     prefix, {**card_extra, **interval})
+            publish_fitted(store, model_type, outcome, estimator, table, holdout.matrix,
+                           source_note, fit_rows, prefix,
+                           {**card_extra, **interval, **_carried_backtest(champion)})
             decision.published = outcome.published
             if outcome.refused:
                 decision.reason += f"; not published: {outcome.refused}"
+        elif not verdict.ok:
+            decision.reason = f"REFUSED by the reference panel: {verdict.reason}"
         decision.promoted = decision.published is not None
         say(decision.line())
-        by_task.setdefault(spec.task, []).append(decision)
     report.decisions = [d for ds in by_task.values() for d in ds]
 
     for task, decisions in by_task.items():
-        if not any(d.promoted for d in decisions):
-            continue
-        served = {}
-        for (t, model_type), champion in champions.items():
-            if t != task:
-                continue
-            output, _ = champion.output(holdout_rows)
-            busy = holdout.busy
-            served[model_type] = {"version": champion.entry.version, "promoted": False,
-                                  "metrics": scoring.metrics_for(task, output, counts_holdout, busy)}
-        for d in decisions:
-            if d.promoted:
-                served[d.model_type] = {"version": d.published.version, "promoted": True,
-                                        "metrics": d.candidate}
-        for item in served.values():
-            item["metrics"] = {k: v for k, v in item["metrics"].items() if np.isfinite(v)}
-        promotion = promotions.Promotion(
-            task, run, served, {**report.holdout, "tolerance": tolerance},
-            dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        promotions.write_promotion(store, promotion)
-        report.promotions.append(promotion.path)
+        if any(d.promoted for d in decisions):
+            report.promotions.append(_promote(store, task, run, decisions, champions, report.holdout,
+                                              tolerance))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _promote(store: Store, task: str, run: str, decisions: list[Decision], champions: dict,
+             holdout: dict, tolerance: float) -> str:
+    """One promotion object: every type's served entry from now on, with the figures
+    of this run's comparison (the same day for all)."""
+    served = {}
+    for d in decisions:
+        if d.promoted:
+            served[d.model_type] = {"version": d.published.version, "promoted": True,
+                                    "metrics": d.candidate}
+        elif d.champion is not None and d.champion_metrics:
+            served[d.model_type] = {"version": d.champion.version, "promoted": False,
+                                    "metrics": d.champion_metrics}
+    for (t, model_type), champion in champions.items():
+        if t == task and model_type not in served:   # not retrained this run: kept as is
+            served[model_type] = {"version": champion.entry.version, "promoted": False, "metrics": {}}
+    for item in served.values():
+        item["metrics"] = {k: v for k, v in item["metrics"].items() if np.isfinite(v)}
+    promotion = promotions.Promotion(task, run, served, {**holdout, "tolerance": tolerance},
+                                     dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    promotions.write_promotion(store, promotion)
+    return promotion.path

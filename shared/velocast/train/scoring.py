@@ -1,4 +1,4 @@
-"""Scoring published (ONNX) models on rows, with the training pipeline's metric code,
+"""Scoring served (ONNX) models on rows, with the training pipeline's metric code,
 so a served champion and a freshly fitted challenger are judged the same way; and the
 live accuracy of served models on the actuals that arrived after their training."""
 
@@ -10,46 +10,26 @@ import json
 import numpy as np
 import pandas as pd
 
-from velocast import promotions, registry
-from velocast.features import PARIS, CounterTable, Records, build_matrix
+from velocast import promotions, tasks
+from velocast.features import PARIS, Records, build_matrix
 from velocast.store import Store
-from velocast.train import export
 from velocast.train.pipeline import classification_metrics, regression_metrics
 
 
-class ServedModel:
-    """A published model read back from the store: its entry, table and ONNX bytes."""
-
-    def __init__(self, store: Store, entry: registry.Entry):
-        self.entry = entry
-        card = registry.read_card(store, entry)
-        self.table = CounterTable.from_dict(card["counter_table"])
-        self.onnx = registry.read_model_bytes(store, entry)
-
-    def output(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(model output: log1p count or P(busy), each row's counter mean in its table)."""
-        batch = build_matrix(Records(frame["counter"].tolist(), frame["epoch"].to_numpy(),
-                                     frame["latitude"].to_numpy(), frame["longitude"].to_numpy()),
-                             self.table)
-        return export.onnx_output(self.onnx, batch.matrix, self.entry.task), batch.mean_count
+def output(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(a served model's output on the rows: log1p count or P(busy), each row's counter
+    mean in the model's table). `model` is a velocast.catalog.LoadedModel: loaded and
+    checked exactly as the functions load it."""
+    batch = build_matrix(Records(frame["counter"].tolist(), frame["epoch"].to_numpy(),
+                                 frame["latitude"].to_numpy(), frame["longitude"].to_numpy()),
+                         model.table)
+    return model.output(batch.matrix), batch.mean_count
 
 
 def metrics_for(task: str, output: np.ndarray, counts: np.ndarray, busy: np.ndarray) -> dict:
-    if task == "classify":
+    if tasks.get(task).kind.classifier:
         return classification_metrics(busy, output)
     return regression_metrics(np.log1p(counts), output)
-
-
-def served_now(store: Store, task: str) -> dict[str, registry.Entry]:
-    """model type -> the entry functions serve for it now."""
-    entries = registry.list_entries(store, task)
-    proms = promotions.list_promotions(store, task)
-    out = {}
-    for model_type in sorted({e.model_type for e in entries}):
-        chosen = promotions.served(entries, proms, task, model_type)
-        if chosen:
-            out[model_type] = chosen[0]
-    return out
 
 
 def day_of(frame: pd.DataFrame) -> np.ndarray:
@@ -57,7 +37,7 @@ def day_of(frame: pd.DataFrame) -> np.ndarray:
         .astype(str).to_numpy()
 
 
-def live_accuracy(model: ServedModel, frame: pd.DataFrame) -> dict:
+def live_accuracy(model, frame: pd.DataFrame) -> dict:
     """Per Paris day after the model's training: rows, RMSE log1p and MAE (regress) or
     F1 (classify, busy meaning above the counter's mean in the model's own table)."""
     days = day_of(frame)
@@ -67,20 +47,20 @@ def live_accuracy(model: ServedModel, frame: pd.DataFrame) -> dict:
            "rows": int(len(newer)), "days": {}, "metrics": {}}
     if newer.empty:
         return out
-    output, mean_count = model.output(newer)
+    scored, mean_count = output(model, newer)
     counts = newer["count"].to_numpy(dtype=np.float64)
     busy = (counts > mean_count).astype(np.int64)
-    keep = ("f1_score",) if model.entry.task == "classify" else ("rmse_log", "mae")
+    keep = tasks.get(model.entry.task).kind.live_metrics
 
     def pick(metrics):
         return {k: round(float(metrics[k]), 6) for k in keep}
 
-    out["metrics"] = pick(metrics_for(model.entry.task, output, counts, busy))
+    out["metrics"] = pick(metrics_for(model.entry.task, scored, counts, busy))
     newer_days = days[days > model.entry.trained_to[:10]]
     for day in sorted(set(newer_days)):
         rows = newer_days == day
         out["days"][day] = {"rows": int(rows.sum()),
-                            **pick(metrics_for(model.entry.task, output[rows], counts[rows], busy[rows]))}
+                            **pick(metrics_for(model.entry.task, scored[rows], counts[rows], busy[rows]))}
     return out
 
 

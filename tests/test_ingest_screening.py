@@ -11,23 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_portal import FakePortal, row_like
+from tests.fake_portal import row_like
+from tests.ingest_cases import portal  # noqa: F401  (the fixture)
 from tests.ingest_cases import ingest_day as daily
-from tests.ingest_cases import midnight, paris_day, real_rows, snapshot, stored_values
+from tests.ingest_cases import midnight, paris_day, snapshot, stored_values
 from velocast.ingest.__main__ import main
 from velocast.store import LocalStore
 from velocast.train import counts
 
 pytestmark = pytest.mark.real_data
+PORTAL_ROWS = (24, "2021-06-07", "2021-07-22")
 
 CLEAN_UNTIL = "2021-07-12"          # five clean weeks before: 2021-06-07 .. 2021-07-11
 WEEK = [f"2021-07-{d}" for d in range(12, 19)]
-
-
-@pytest.fixture
-def portal(shared_data):
-    with FakePortal(real_rows(shared_data, 24, "2021-06-07", "2021-07-22")) as server:
-        yield server
 
 
 @pytest.fixture

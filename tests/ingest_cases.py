@@ -8,7 +8,9 @@ import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from tests.fake_portal import load_rows
+import pytest
+
+from tests.fake_portal import FakePortal, load_rows
 from velocast.store import LocalStore
 from velocast.train.ingest import ingest
 from velocast.features import PARIS
@@ -28,6 +30,15 @@ def _rows(folder: str, counters: int, first_day: str, last_day: str) -> tuple:
 def real_rows(shared_data: Path, counters: int, first_day: str, last_day: str) -> list[dict]:
     """A fresh copy (tests edit rows in place) of the real rows in that range."""
     return copy.deepcopy(list(_rows(str(shared_data), counters, first_day, last_day)))
+
+
+@pytest.fixture
+def portal(shared_data, request):
+    """The loopback portal serving the test module's PORTAL_ROWS (counters, first day,
+    last day) of the real file; import this fixture into the module."""
+    counters, first, last = request.module.PORTAL_ROWS
+    with FakePortal(real_rows(shared_data, counters, first, last)) as server:
+        yield server
 
 
 def midnight(day: str) -> int:

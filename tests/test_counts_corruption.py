@@ -10,18 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_portal import FakePortal
-from tests.ingest_cases import ingest_day, midnight, real_rows, stored_values
+from tests.ingest_cases import portal  # noqa: F401  (the fixture)
+from tests.ingest_cases import ingest_day, midnight, stored_values
 from velocast.store import LocalStore
 from velocast.train import counts
 
 pytestmark = pytest.mark.real_data
-
-
-@pytest.fixture
-def portal(shared_data):
-    with FakePortal(real_rows(shared_data, 4, "2021-07-10", "2021-07-27")) as server:
-        yield server
+PORTAL_ROWS = (4, "2021-07-10", "2021-07-27")
 
 
 @pytest.fixture

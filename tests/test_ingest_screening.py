@@ -11,23 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_portal import FakePortal, row_like
+from tests.fake_portal import row_like
+from tests.ingest_cases import portal  # noqa: F401  (the fixture)
 from tests.ingest_cases import ingest_day as daily
-from tests.ingest_cases import midnight, paris_day, real_rows, snapshot, stored_values
+from tests.ingest_cases import midnight, paris_day, snapshot, stored_values
 from velocast.ingest.__main__ import main
 from velocast.store import LocalStore
 from velocast.train import counts
 
 pytestmark = pytest.mark.real_data
+PORTAL_ROWS = (24, "2021-06-07", "2021-07-22")
 
 CLEAN_UNTIL = "2021-07-12"          # five clean weeks before: 2021-06-07 .. 2021-07-11
 WEEK = [f"2021-07-{d}" for d in range(12, 19)]
-
-
-@pytest.fixture
-def portal(shared_data):
-    with FakePortal(real_rows(shared_data, 24, "2021-06-07", "2021-07-22")) as server:
-        yield server
 
 
 @pytest.fixture
@@ -137,6 +133,15 @@ def test_1e12_inf_and_nan_counts_are_refused_by_name(portal, store):
     assert not any(name == a["nom_compteur"] and paris_day(e) == "2021-07-12" for name, e in values)
     assert (b["nom_compteur"], b["_epoch"]) not in values and (c["nom_compteur"], c["_epoch"]) not in values
     assert daily(portal, store, "2021-07-14").new == 24 * 24
+
+
+def test_a_counter_name_with_a_line_end_is_refused_and_the_report_stays_one_line(portal, store):
+    template = rows_of(portal, "2021-07-12")[3]
+    portal.rows.append(row_like(template, nom_compteur="evil\nname", sum_counts="5"))
+    portal.rows.append(row_like(template, nom_compteur="x" * 201, sum_counts="5"))
+    report = daily(portal, store, "2021-07-13")
+    assert report.refused_rows == {"bad counter name": 2} and "\n" not in report.line()
+    assert report.new == 24 * 24
 
 
 def test_duplicate_hours_keep_the_larger_count_and_are_reported(portal, store):

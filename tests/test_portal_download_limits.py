@@ -10,24 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_portal import FakePortal, gzip_bomb
-from tests.ingest_cases import FAST, at, midnight, real_rows, snapshot
+from tests.fake_portal import gzip_bomb
+from tests.ingest_cases import portal  # noqa: F401  (the fixture)
+from tests.ingest_cases import FAST, at, ingest_day, midnight, snapshot
 from velocast.store import LocalStore
 from velocast.train.ingest import ingest
 
 pytestmark = pytest.mark.real_data
-
-
-@pytest.fixture
-def portal(shared_data):
-    with FakePortal(real_rows(shared_data, 4, "2021-07-20", "2021-07-27")) as server:
-        server.available_until = midnight("2021-07-25")
-        yield server
+PORTAL_ROWS = (4, "2021-07-20", "2021-07-27")
 
 
 @pytest.fixture
 def store(portal, tmp_path):
-    report = ingest(LocalStore(tmp_path), portal.url, now=at("2021-07-25", 6), **FAST)
+    report = ingest_day(portal, tmp_path, "2021-07-25")
     assert report.ok, report.line()
     portal.available_until = midnight("2021-07-26")
     return LocalStore(tmp_path)

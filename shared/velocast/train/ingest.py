@@ -57,6 +57,10 @@ class IngestReport:
         return tail
 
     def line(self) -> str:
+        # One line whatever the portal put in a name or an error message.
+        return " ".join(self._line().split())
+
+    def _line(self) -> str:
         if self.refused:
             return (f"ingest REFUSED from {self.source} (since {self.since or 'the start'}): "
                     f"{self.refused}; nothing stored changed{self._tail()}")

@@ -24,6 +24,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ BACKOFF_SECONDS = 2.0
 # More unusable rows than this share means the body is garbled, not a few bad rows.
 MAX_BAD_ROW_SHARE = 0.05
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# Real counter names are 20-50 characters; one with a line end or 1 MB long would end
+# up in file names' neighbours, reports and the page.
+MAX_NAME = 200
 # The selected 4-column row is ~120 bytes (the live sample); 400 is 3.3x that, so a
 # real export never nears the cap and one ignoring `select` (1,340 bytes a row) or a
 # decompression bomb is cut as soon as it passes it. The slack covers the header and
@@ -75,10 +79,6 @@ READ_PIECE = 1 << 16
 
 class Refused(Exception):
     """The download is unusable as a whole; nothing from it may be stored."""
-
-
-class _Final(Refused):
-    """Refused for a reason a retry cannot change (oversized, past the deadline)."""
 
 
 @dataclass
@@ -125,23 +125,24 @@ def _get(session: requests.Session, url: str, params: dict, timeout, attempts: i
 
 
 def _read_capped(response, cap: int, deadline: float, what: str, progress=None) -> bytes:
-    """The decoded body, refused once it passes `cap` bytes or the deadline passes.
-    read1 returns what one socket read brings, so a trickle is checked against the
-    deadline at least once per read timeout (iter_content waits to fill its chunk)."""
+    """The decoded body, refused once it passes `cap` bytes or the deadline passes (not
+    retried: a retry cannot make the answer smaller or faster). read1 returns what one
+    socket read brings, so a trickle is checked against the deadline at least once per
+    read timeout (iter_content waits to fill its chunk)."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > cap:
-        raise _Final(f"{what}: the portal declares {int(declared):,} bytes, more than the "
+        raise Refused(f"{what}: the portal declares {int(declared):,} bytes, more than the "
                      f"{cap:,} allowed")
     chunks, size = [], 0
     while True:
         if time.monotonic() > deadline:
-            raise _Final(f"{what}: past the download deadline after {size:,} bytes")
+            raise Refused(f"{what}: past the download deadline after {size:,} bytes")
         chunk = response.raw.read1(READ_PIECE, decode_content=True)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > cap:
-            raise _Final(f"{what}: more than the {cap:,} bytes allowed (decompressed)")
+            raise Refused(f"{what}: more than the {cap:,} bytes allowed (decompressed)")
         chunks.append(chunk)
         if progress:
             progress(size)
@@ -196,7 +197,7 @@ def _body(session, base: str, params: dict, timeout, attempts, backoff, expected
                 response.close()
         if attempt < attempts:
             if time.monotonic() + backoff * 2 ** (attempt - 1) > deadline:
-                raise _Final(f"{last}; no time left before the download deadline to retry")
+                raise Refused(f"{last}; no time left before the download deadline to retry")
             say(f"portal: {last}; retry {attempt}/{attempts - 1}")
             time.sleep(backoff * 2 ** (attempt - 1))
     raise Refused(last)
@@ -235,9 +236,9 @@ def parse(body: bytes, expected: int | None) -> Download:
         why = None
         try:
             value = float(count)
-            if value != value:
+            if math.isnan(value):
                 why = "not a number"
-            elif value in (float("inf"), float("-inf")):
+            elif math.isinf(value):
                 why = "infinite count"
             elif value < 0:
                 why = "negative count"
@@ -248,12 +249,14 @@ def parse(body: bytes, expected: int | None) -> Download:
             try:
                 lat_text, lon_text = coordinates.split(",")
                 lat, lon = float(lat_text), float(lon_text)
-                if abs(lat) > 90 or abs(lon) > 180:
+                if not (abs(lat) <= 90 and abs(lon) <= 180):     # NaN too
                     why = "bad coordinates"
             except ValueError:
                 why = "no coordinates" if not coordinates else "bad coordinates"
         if why is None and not name:
             why = "no counter name"
+        elif why is None and (len(name) > MAX_NAME or not name.isprintable()):
+            why = "bad counter name"
         if why:
             refused[why] = refused.get(why, 0) + 1
             continue

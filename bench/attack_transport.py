@@ -24,15 +24,13 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import select
 import socket
 import threading
 import time
 from pathlib import Path
 
-from bench.common import (ADMIN_KEY, API_KEY, BENCH, ROOT, cpu_model, library_versions,
-                          percentile, say)
+from bench.common import ADMIN_KEY, API_KEY, BENCH, ROOT, percentile, run_header, say
 from bench.versions import extract
 from velocast.dev.bodies import OLD_RECORD
 from velocast.dev.servers import FunctionServer, function_source
@@ -201,12 +199,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logs = BENCH / "out" / "attack-transport-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    load_start = os.getloadavg()
-    result = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
-                          "platform": platform.platform(), "loadavg_start": load_start},
-              "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
-              "versions": library_versions()}
+    result = run_header({k: str(v) for k, v in vars(args).items() if k != "out"})
+    load_start = result["machine"]["loadavg_start"]
     sides = [("after", None)]
     if not args.no_before:
         sides.insert(0, ("before", extract(args.before, BENCH / "out" / "versions").root))

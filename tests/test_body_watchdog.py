@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from velocast.body import RESOLUTION_SECONDS, _Watchdog
 
 
@@ -77,42 +79,36 @@ def test_arming_later_deadlines_does_not_wake_the_watchdog_each_time():
         peer.close()
 
 
-def test_a_tracked_deadline_leaves_the_write_side_open_for_the_answer():
-    watchdog = _Watchdog()
+@pytest.fixture
+def pair():
     sock, peer = socket.socketpair()
-    try:
-        ticket = watchdog.arm(sock, 0.1)
-        assert _shut_down(sock, within=10.0)
-        assert watchdog.disarm(ticket) is True
-        sock.sendall(b"HTTP/1.1 408")  # the 408 still goes out
-        peer.settimeout(5)
-        assert peer.recv(64) == b"HTTP/1.1 408"
-    finally:
-        sock.close()
-        peer.close()
+    yield sock, peer
+    sock.close()
+    peer.close()
 
 
-def test_an_untracked_deadline_ends_the_connection_both_ways():
+def test_a_tracked_deadline_leaves_the_write_side_open_for_the_answer(pair):
+    sock, peer = pair
     watchdog = _Watchdog()
-    sock, peer = socket.socketpair()
-    try:
-        watchdog.arm(sock, 0.1, track=False)
-        assert _shut_down(peer, within=10.0)
-    finally:
-        sock.close()
-        peer.close()
+    ticket = watchdog.arm(sock, 0.1)
+    assert _shut_down(sock, within=10.0)
+    assert watchdog.disarm(ticket) is True
+    sock.sendall(b"HTTP/1.1 408")  # the 408 still goes out
+    peer.settimeout(5)
+    assert peer.recv(64) == b"HTTP/1.1 408"
 
 
-def test_an_extended_deadline_fires_at_its_new_time_not_the_first():
-    watchdog = _Watchdog()
-    sock, peer = socket.socketpair()
-    try:
-        started = time.monotonic()
-        ticket = watchdog.arm(sock, 0.1)
-        watchdog.extend(ticket, started + 1.0)
-        assert _shut_down(sock, within=10.0)
-        assert time.monotonic() - started >= 1.0
-        assert watchdog.disarm(ticket) is True
-    finally:
-        sock.close()
-        peer.close()
+def test_an_untracked_deadline_ends_the_connection_both_ways(pair):
+    sock, peer = pair
+    _Watchdog().arm(sock, 0.1, track=False)
+    assert _shut_down(peer, within=10.0)
+
+
+def test_an_extended_deadline_fires_at_its_new_time_not_the_first(pair):
+    sock, _ = pair
+    watchdog, started = _Watchdog(), time.monotonic()
+    ticket = watchdog.arm(sock, 0.1)
+    watchdog.extend(ticket, started + 1.0)
+    assert _shut_down(sock, within=10.0)
+    assert time.monotonic() - started >= 1.0
+    assert watchdog.disarm(ticket) is True

@@ -13,7 +13,8 @@ never a 5xx: a malformed request is a 400, and a call that cannot be scored (a n
 a bad timestamp, an unknown counter without usable coordinates) gets a null reply
 while the others are scored, counted in the request's log line. Replies depend on
 the calls, the options and the served model only, so a resent request (same
-requestId) gets the same replies.
+requestId) gets the same replies. A body refused before it is parsed (`shaped`) gets
+{"errorMessage"} too when its first bytes look like BigQuery's.
 """
 
 from __future__ import annotations
@@ -83,8 +84,11 @@ class RemoteFunctionError(ApiError):
 # many values, not JSON), so that BigQuery still gets {"errorMessage"} (issue 25, N15:
 # 100,000 calls got a 413 in the {"error"} shape).
 SNIFF_BYTES = 4096
+# A body refused for its declared size is glanced at for this long at most (BigQuery
+# sends its request whole; a client that sends less gets its 413 in this {"error"} shape).
+SNIFF_SECONDS = 0.5
 BIGQUERY_MARKERS = (b'"requestId"', b'"sessionUser"')
-# NOTES for BigQuery callers whose request is refused as too large.
+# What a BigQuery caller refused as too large can do about it.
 TOO_LARGE_HINT = "; lower the routine's max_batching_rows"
 
 

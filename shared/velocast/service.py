@@ -272,7 +272,7 @@ class Service:
         if request.content_length is not None and request.content_length > limit:
             # Answered after a glance at the body's start (is it BigQuery's?), the rest
             # unread and the connection closed.
-            start, _ = request_body.read(request, protocols.SNIFF_BYTES, request_body.GRACE_SECONDS)
+            start, _ = request_body.read(request, protocols.SNIFF_BYTES, protocols.SNIFF_SECONDS)
             raise protocols.shaped(start, ApiError(
                 413, "payload_too_large",
                 f"body is {request.content_length:,} bytes; the limit is {limit:,}"))

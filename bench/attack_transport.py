@@ -74,9 +74,11 @@ def stall_keeper(port: int, per_kind: int, stop: threading.Event, counts: dict) 
     while not stop.is_set():
         readable, _, _ = select.select(list(socks), [], [], 0.2)
         for sock in readable:  # an answer or the close: note which, re-open
+            data = b""
             with contextlib.suppress(OSError):
                 data = sock.recv(65536)
-                counts[(socks[sock], data.split(b" ", 2)[1].decode() if data else "closed")] += 1
+            status = data.split(b" ", 2)[1:2]
+            counts[(socks[sock], status[0].decode("latin-1") if status else "closed")] += 1
             kind = socks.pop(sock)
             sock.close()
             with contextlib.suppress(OSError):

@@ -13,7 +13,7 @@ SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
 .PHONY: help install browser test test-fast sample-data train models serve demo screenshot api-spec package \
-        bench bench-versions backtest attack tf-fmt tf-check tf-schema checkov plan deploy publish \
+        bench bench-versions backtest attack attack-transport tf-fmt tf-check tf-schema checkov plan deploy publish \
         api-key admin-key retire-keys destroy clean ingest retrain report trainer-image
 
 help: ## list the targets
@@ -109,6 +109,9 @@ bench-versions: install ## velocast at BEFORE (default 50915b8) vs this tree; wr
 
 attack: install ## issue 10's attacks before/after the hardening; writes bench/attack.json
 	OMP_NUM_THREADS=1 $(PY) -m bench.attack
+
+attack-transport: install ## issue 25's stalls and unread-body 4xx under load, before/after, models from STORE; writes bench/attack_transport.json
+	OMP_NUM_THREADS=1 $(PY) -m bench.attack_transport --store $(STORE)
 
 tf-fmt: ## format the Terraform files
 	terraform fmt -recursive terraform

@@ -23,7 +23,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import select
 import socket
 import subprocess
@@ -33,8 +32,8 @@ import time
 from pathlib import Path
 
 from bench.attack_report import chart, table
-from bench.common import (ADMIN_KEY, API_KEY, BENCH, ROOT, SAMPLE, Workers, cpu_model,
-                          library_versions, percentile, say, sampling)
+from bench.common import (ADMIN_KEY, API_KEY, BENCH, ROOT, SAMPLE, Workers, percentile,
+                          run_header, say, sampling)
 from bench.versions import Side, extract, train
 from velocast.dev.bodies import OLD_RECORD
 from velocast.dev.servers import FunctionServer, function_source, get_status
@@ -338,16 +337,12 @@ def main(argv=None) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     tree = extract(args.before, BENCH / "out" / "versions").root  # git archive, cached
     stores = stores_for(args, tree)
-    load_start = os.getloadavg()
-    result = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
-                          "platform": platform.platform(), "loadavg_start": load_start,
-                          "note": "shared with other jobs (other helpers' tests and benches); "
-                                  "times are wall clock and inflated by the load average"},
-              "settings": {"threads": THREADS, "stores": stores, "cap_s": args.cap,
-                           **{k: v for k, v in vars(args).items()
-                              if k not in ("out", "store", "cap")}},
-              "versions": library_versions()}
+    result = run_header({"threads": THREADS, "stores": stores, "cap_s": args.cap,
+                         **{k: v for k, v in vars(args).items()
+                            if k not in ("out", "store", "cap")}},
+                        note="shared with other jobs (other helpers' tests and benches); "
+                             "times are wall clock and inflated by the load average")
+    load_start = result["machine"]["loadavg_start"]
     result["before"] = run_side("before", tree, stores["before"], args, log_dir)
     result["after"] = run_side("after", None, stores["after"], args, log_dir)
     result["machine"]["loadavg_end"] = os.getloadavg()

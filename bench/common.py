@@ -235,3 +235,14 @@ def make_records(names: list[str], coordinates: dict[str, str], count: int,
                         "coordonnées_géographiques": coordinates[name],
                         "mois_annee_comptage": f"{MONTHS_FR[moment.month - 1]} {moment.year}"})
     return records
+
+
+def run_header(settings: dict, note: str | None = None) -> dict:
+    """The head of a bench result file: when, on which machine and under what load it
+    ran, with which settings and library versions."""
+    machine = {"cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
+               "loadavg_start": os.getloadavg()}
+    if note:
+        machine["note"] = note
+    return {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine, "settings": settings, "versions": library_versions()}

@@ -69,10 +69,22 @@ def page_url(ports: dict[str, int]) -> str:
     return f"http://127.0.0.1:{ports['regress']}/app"
 
 
+# gunicorn threads per function (functions-framework's THREADS; its default is 4 per
+# CPU). A client that stops mid-request holds a thread until its deadline (2 s,
+# velocast.body and velocast.transport), so the threads must outnumber the stalled
+# clients to absorb: with 8 clients stalled mid-head and 8 mid-body held open and 12
+# clients loading it for 20 s, THREADS=8 (the cloud's concurrency, where the front end
+# caps requests per instance) answered /health in up to 4.0 s and 63 valid requests;
+# THREADS=32: /health in 0.15 s at most and 11,898 valid requests, none lost
+# (bench/attack_transport.json). Idle threads cost next to nothing: gunicorn starts them
+# as requests come. THREADS in the environment wins.
+LOCAL_THREADS = 32
+
+
 def start(store: str, ports: dict[str, int], logs: Path | None = None) -> dict[str, FunctionServer]:
     """The functions; their JSON log lines go to the terminal, or to logs/<name>.log
     (the demo: its answers stay readable)."""
-    env = {**os.environ, "MODEL_STORE": store}
+    env = {"THREADS": str(LOCAL_THREADS), **os.environ, "MODEL_STORE": store}
     extra = page_env(ports)
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """The body watchdog (velocast.body) on real sockets: a deadline is enforced even when
 it falls before the ones the watchdog already sleeps until, a disarmed one never
-fires, and many armed deadlines do not wake it once each."""
+fires, an extended one fires at its new time, a tracked one shuts the read side only
+(the reader can still write its 408) and an untracked one both, and many armed
+deadlines do not wake it once each."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ import socket
 import threading
 import time
 
+import pytest
+
 from velocast.body import RESOLUTION_SECONDS, _Watchdog
 
 
 def _shut_down(peer: socket.socket, within: float) -> bool:
-    """True if `peer`'s other end was shut down within `within` seconds."""
+    """True if `peer` reads an end of stream within `within` seconds (its other end shut
+    down, or its own read side)."""
     peer.settimeout(within)
     try:
         return peer.recv(1) == b""
@@ -28,7 +33,7 @@ def test_an_earlier_deadline_is_enforced_while_a_later_one_is_pending():
         late_ticket = watchdog.arm(late, 60.0)
         started = time.monotonic()
         early_ticket = watchdog.arm(early, 0.2)
-        assert _shut_down(early_peer, within=10.0)
+        assert _shut_down(early, within=10.0)  # its read side: the blocked read returns
         assert time.monotonic() - started >= 0.2
         assert watchdog.disarm(early_ticket) is True
         assert watchdog.disarm(late_ticket) is False
@@ -43,7 +48,7 @@ def test_a_disarmed_deadline_never_fires():
     try:
         ticket = watchdog.arm(sock, 0.1)
         assert watchdog.disarm(ticket) is False
-        assert not _shut_down(peer, within=0.1 + 3 * RESOLUTION_SECONDS)
+        assert not _shut_down(sock, within=0.1 + 3 * RESOLUTION_SECONDS)
     finally:
         sock.close()
         peer.close()
@@ -72,3 +77,38 @@ def test_arming_later_deadlines_does_not_wake_the_watchdog_each_time():
     finally:
         sock.close()
         peer.close()
+
+
+@pytest.fixture
+def pair():
+    sock, peer = socket.socketpair()
+    yield sock, peer
+    sock.close()
+    peer.close()
+
+
+def test_a_tracked_deadline_leaves_the_write_side_open_for_the_answer(pair):
+    sock, peer = pair
+    watchdog = _Watchdog()
+    ticket = watchdog.arm(sock, 0.1)
+    assert _shut_down(sock, within=10.0)
+    assert watchdog.disarm(ticket) is True
+    sock.sendall(b"HTTP/1.1 408")  # the 408 still goes out
+    peer.settimeout(5)
+    assert peer.recv(64) == b"HTTP/1.1 408"
+
+
+def test_an_untracked_deadline_ends_the_connection_both_ways(pair):
+    sock, peer = pair
+    _Watchdog().arm(sock, 0.1, track=False)
+    assert _shut_down(peer, within=10.0)
+
+
+def test_an_extended_deadline_fires_at_its_new_time_not_the_first(pair):
+    sock, _ = pair
+    watchdog, started = _Watchdog(), time.monotonic()
+    ticket = watchdog.arm(sock, 0.1)
+    watchdog.extend(ticket, started + 1.0)
+    assert _shut_down(sock, within=10.0)
+    assert time.monotonic() - started >= 1.0
+    assert watchdog.disarm(ticket) is True

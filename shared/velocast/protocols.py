@@ -14,12 +14,14 @@ never a 5xx: a malformed request is a 400, and a call that cannot be scored (a n
 a bad timestamp, an unknown counter without usable coordinates) gets a null reply
 while the others are scored, counted in the request's log line. Replies depend on
 the calls, the options and the served model only, so a resent request (same
-requestId) gets the same replies.
+requestId) gets the same replies. A body refused before it is parsed (`shaped`) gets
+{"errorMessage"} too when its first bytes look like BigQuery's.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,8 +96,11 @@ class RemoteFunctionError(ApiError):
 # many values, not JSON), so that BigQuery still gets {"errorMessage"} (issue 25, N15:
 # 100,000 calls got a 413 in the {"error"} shape).
 SNIFF_BYTES = 4096
+# A body refused for its declared size is glanced at for this long at most (BigQuery
+# sends its request whole; a client that sends less gets its 413 in this {"error"} shape).
+SNIFF_SECONDS = 0.5
 BIGQUERY_MARKERS = (b'"requestId"', b'"sessionUser"')
-# NOTES for BigQuery callers whose request is refused as too large.
+# What a BigQuery caller refused as too large can do about it.
 TOO_LARGE_HINT = "; lower the routine's max_batching_rows"
 
 
@@ -111,7 +116,7 @@ def shaped(raw: bytes, error: ApiError) -> ApiError:
     message = error.message
     if error.status == 413:
         message += TOO_LARGE_HINT
-    elif error.status in (401, 403):
+    elif error.status == 401:
         message += "; a BigQuery remote function sends it as userDefinedContext.api_key"
     return _error(error.status, error.code, message, error.headers)
 
@@ -125,12 +130,36 @@ def shaped_like(model: ApiError, error: ApiError) -> ApiError:
     return error
 
 
-def may_carry_key(raw: bytes) -> bool:
-    """Whether a body can hold a client key (userDefinedContext.api_key): its name is
-    written out, or escaped (\\u005f...). A keyless request whose body cannot is refused
-    without parsing it: parsing a 10 MB body took 0.27-0.75 s (issue 25, N13), looking
-    for the two byte strings ~2 ms (bench/README.md)."""
-    return b'"api_key"' in raw or b"\\u" in raw
+# The routine's userDefinedContext is small (a few options and the key); a window this
+# large holds it whole.
+CONTEXT_WINDOW_BYTES = 64 * 1024
+_CONTEXT_NAME = b'"userDefinedContext"'
+
+
+def body_key(raw: bytes) -> str | None:
+    """The client key a body carries (userDefinedContext.api_key), read without parsing
+    the body: the object after the first `"userDefinedContext"` name (written plainly,
+    as BigQuery writes it) is decoded alone. A request without a valid key header is
+    refused unless this key is valid, before its body is parsed: parsing a keyless 10 MB
+    body took 0.27-0.75 s (issue 25, N13), finding and decoding the context 0.44 ms
+    in a 2.6 MB one (bench/README.md). The full parse that follows checks the key again where the parsed
+    body has it (`bigquery`)."""
+    at = raw.find(_CONTEXT_NAME)
+    if at < 0:
+        return None
+    start = at + len(_CONTEXT_NAME)
+    text = raw[start:start + CONTEXT_WINDOW_BYTES].decode("utf-8", "replace").lstrip()
+    if not text.startswith(":"):
+        return None
+    try:
+        context, _ = _DECODER.raw_decode(text[1:].lstrip())
+    except ValueError:
+        return None
+    key = context.get("api_key") if isinstance(context, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _error(status: int, code: str, message: str, headers=None, bigquery_body: bool = True):

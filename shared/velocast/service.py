@@ -273,13 +273,14 @@ class Service:
     def _read_json(self, request, denied: ApiError | None = None) -> dict:
         """The body as a JSON object. Errors found before it is parsed take BigQuery's
         {"errorMessage"} shape when the bytes read look like a BigQuery call (protocols.py);
-        a keyless request whose body cannot carry a key is refused without parsing it."""
+        a request without a valid key header whose body does not carry one is refused
+        without parsing it."""
         _check_media_type(request)
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             # Answered after a glance at the body's start (is it BigQuery's?), the rest
             # unread and the connection closed.
-            start, _ = request_body.read(request, protocols.SNIFF_BYTES, request_body.GRACE_SECONDS)
+            start, _ = request_body.read(request, protocols.SNIFF_BYTES, protocols.SNIFF_SECONDS)
             raise protocols.shaped(start, ApiError(
                 413, "payload_too_large",
                 f"body is {request.content_length:,} bytes; the limit is {limit:,}"))
@@ -297,8 +298,8 @@ class Service:
         too_complex = request_body.structure_error(raw, self.settings.max_records)
         if too_complex:
             raise protocols.shaped(raw, ApiError(413, "payload_too_large", too_complex))
-        if denied is not None and not protocols.may_carry_key(raw):
-            raise protocols.shaped(raw, denied)
+        if denied is not None:
+            self._check_body_key(raw, denied)
         try:
             body = parse_json(raw)
         except ValueError as exc:
@@ -308,6 +309,17 @@ class Service:
                             "body must be a JSON object with a 'records' list",
                             [{"field": "(body)", "reason": f"got {type(body).__name__}"}])
         return body
+
+    def _check_body_key(self, raw: bytes, denied: ApiError) -> None:
+        """Without a valid key header, the key in the body's userDefinedContext must be
+        valid before the body is parsed (protocols.body_key)."""
+        key = protocols.body_key(raw)
+        if key is None:
+            raise protocols.shaped(raw, denied)
+        try:
+            self._keys.check_client({"X-API-Key": key})
+        except ApiError as exc:
+            raise protocols.shaped(raw, exc) from None
 
     def _predict(self, request, denied: ApiError | None = None) -> tuple[dict, int]:
         try:

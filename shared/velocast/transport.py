@@ -86,6 +86,7 @@ def install() -> None:
     except ImportError:
         pass
     else:
-        gthread.DEFAULT_WORKER_DATA_TIMEOUT = min(gthread.DEFAULT_WORKER_DATA_TIMEOUT,
-                                                  FIRST_BYTE_SECONDS)
+        waited = getattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT", None)
+        if waited is not None:  # gunicorn >= 24; before, a thread waited with no bound
+            gthread.DEFAULT_WORKER_DATA_TIMEOUT = min(waited, FIRST_BYTE_SECONDS)
     _installed = True

@@ -17,7 +17,8 @@ def show_quarantined(store_uri: str) -> int:
     manifest = counts.newest_manifest(open_store(store_uri))
     held = [(day, e) for day, entries in sorted(manifest.quarantined.items()) for e in entries]
     for day, entry in held:
-        print(f"{day}  {entry['rows']:>6,} rows  {entry['object']}  {'; '.join(entry['reasons'])}")
+        stored = "  (the day has stored rows too)" if day in manifest.days else ""
+        print(f"{day}  {entry['rows']:>6,} rows  {entry['object']}  {'; '.join(entry['reasons'])}{stored}")
     print(f"{len(held)} quarantined object(s) in {manifest.name if manifest.seq else 'no manifest'}"
           " (never trained on; each .csv.gz has a .json with its reasons beside it)")
     return 0

@@ -21,7 +21,7 @@ def entry(model_type: str, version: str, task: str = "regress", run: str = "", b
                  card_path=f"models/{task}/{model_type}/{version}/card.json", sha256="0" * 64,
                  size_bytes=1, feature_spec_version="1", trained_from="2021-01-01",
                  trained_to="2021-02-01", published_at="2021-02-02T00:00:00Z", run=run,
-                 backtest=backtest or {})
+                 backtest_means=backtest or {})
 
 
 def promotion(version: str, **served) -> promotions.Promotion:

@@ -313,3 +313,12 @@ def test_models_cli_reads_a_gcs_store_and_reports_an_unreachable_one(fake_gcs):
 
     out = run_cli("--store", "gs://no-such-bucket-here", env=env)
     assert out.returncode == 1 and "not found" in out.stderr
+
+
+def test_an_entry_carries_its_backtest_means_and_the_card_keeps_its_backtest_section(store):
+    section = {"mean_sd": {"gbdt": {"rmse_log": [0.62, 0.1], "coverage": [0.8, 0.05]},
+                           "naive": {"rmse_log": [0.8, 0.2]}}, "folds": []}
+    entry = publish(store, b"m", {**card(rmse_log=0.6), "backtest": section})
+    assert entry.backtest_means == {"rmse_log": 0.62}   # the task's metrics only
+    assert read_card(store, entry)["backtest"] == section
+    assert Entry.from_dict(entry.to_dict()) == entry

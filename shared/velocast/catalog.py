@@ -15,7 +15,7 @@ Rules, in order:
   its metric comes from another holdout than `make train`'s, and a retrain killed
   between publishing and promoting changed the default that way.
 - The default type (a request without `model_type`) is the one with the best backtest
-  mean for the metric when every served type carries one (`Entry.backtest`): one 28-day
+  mean for the metric when every served type carries one (`Entry.backtest_means`): one 28-day
   holdout picked rf on the data and lost on the next month (0.4996 RMSE log1p against
   0.4345). Otherwise the promotion's own figures (all measured on one holdout), or,
   without promotions, the entries' holdout metric.
@@ -154,8 +154,8 @@ class Snapshot:
     def _type_score(self, model_type: str, entry: Entry, metric: str) -> tuple:
         """Backtest means when every served type has one, else one holdout's figures."""
         served = self.served_by_type(metric)
-        if all(metric in e.backtest for e in served.values()):
-            return (1, _score(entry.backtest[metric], metric), entry.version)
+        if all(metric in e.backtest_means for e in served.values()):
+            return (1, _score(entry.backtest_means[metric], metric), entry.version)
         promotion = self.newest_promotion
         if promotion is not None:
             item = promotion.served.get(model_type) or {}
@@ -251,7 +251,7 @@ def describe(store: Store, snapshot: Snapshot, now: float | None = None) -> list
             "newest_promotion": ({"version": promotion.version, "created_at": promotion.created_at}
                                  if promotion else None),
             "newest_data_hour": (promotion.holdout.get("newest_hour") if promotion else None),
-            "backtest": entry.backtest,
+            "backtest_means": entry.backtest_means,
             "live": {"measured_at": live.get("created_at"),
                      "of_version": shown.get("version"),
                      "note": ("" if own or not shown else

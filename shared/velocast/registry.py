@@ -75,7 +75,8 @@ class Entry:
     # A retrain's run: such an entry is served only once a promotion names it (catalog).
     run: str = ""
     # metric -> the backtest mean of this configuration (the card's backtest section).
-    backtest: dict = dataclasses.field(default_factory=dict)
+    # (Not "backtest": the card repeats the entry's fields and has its own such section.)
+    backtest_means: dict = dataclasses.field(default_factory=dict)
 
     # metrics is a dict, so the generated hash would fail; identity is enough.
     def __hash__(self) -> int:
@@ -88,7 +89,7 @@ class Entry:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["metrics"] = dict(self.metrics)
-        for key in ("card_sha256", "run", "backtest"):
+        for key in ("card_sha256", "run", "backtest_means"):
             if not d[key]:
                 del d[key]
         return d
@@ -112,7 +113,7 @@ class Entry:
             if f.name not in d:
                 continue
             v = d[f.name]
-            if f.name in ("metrics", "backtest"):
+            if f.name in ("metrics", "backtest_means"):
                 v = _clean_metrics(v)
             elif f.name == "size_bytes":
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -261,7 +262,7 @@ def publish(store: Store, onnx_bytes: bytes, card: dict) -> Entry:
         trained_to=trained_to,
         published_at=published_at,
         run=str(card.get("run", "")),
-        backtest=_backtest_means(card, task, model_type),
+        backtest_means=_backtest_means(card, task, model_type),
     )
     # The card repeats the entry's fields so that it stands alone when read by hand; the
     # entry then pins the card's bytes (counter table included) by their hash.

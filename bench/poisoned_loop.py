@@ -43,19 +43,6 @@ from velocast.train.retrain import retrain  # noqa: E402
 MODELS = ["gbdt", "affluence"]
 
 
-class HostilePortal(FakePortal):
-    """Publishes a row when its `_published` time (default: its own hour) has come, so
-    a row dated 2030 can appear in an ordinary day's export."""
-
-    def _select(self, where):
-        until, self.available_until = self.available_until, None
-        try:
-            rows = super()._select(where)
-        finally:
-            self.available_until = until
-        return rows if until is None else [r for r in rows if r.get("_published", r["_epoch"]) < until]
-
-
 def poison(rows: list[dict], first_day: dt.date) -> list[dict]:
     """A copy of the portal's rows with the hostile cases planted in the replay."""
     week = {(first_day + dt.timedelta(days=3 + i)).isoformat() for i in range(7)}
@@ -107,7 +94,7 @@ def main() -> None:
     train(truth[truth["day"] < first_day].drop(columns="day"), year_store, ["gbdt"])
     year = served_gbdt(open_store(year_store))
 
-    portals = {"clean": FakePortal(rows), "poisoned": HostilePortal(poison(rows, first_day))}
+    portals = {"clean": FakePortal(rows), "poisoned": FakePortal(poison(rows, first_day))}
     days_out = []
     try:
         for offset in range(args.days):

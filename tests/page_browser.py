@@ -9,6 +9,7 @@ The page is opened on `regress` and reaches `classify` through a loopback
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -52,6 +53,13 @@ def page_counts_store(tmp_path_factory) -> Path:
 def page_servers(trained_store, page_counts_store):
     env = {"MODEL_STORE": str(trained_store), "REFRESH_SECONDS": "3600", "API_KEYS": KEY,
            "MAX_RECORDS": "500", "COUNTS_STORE": str(page_counts_store)}
+    with page_pair(env) as servers:
+        yield servers
+
+
+@contextlib.contextmanager
+def page_pair(env: dict):
+    """regress serving the page, classify allowing its origin, as `make serve` runs them."""
     regress = Server("regress", env).spawn()
     classify = Server("classify", {**env, "ALLOWED_ORIGINS": regress.url}).spawn()
     try:

@@ -13,7 +13,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.page_browser")
 
-from tests.page_browser import (COUNTER, KEY, ROOT, Server, open_page, page_url,  # noqa: E402
+from tests.page_browser import (COUNTER, KEY, ROOT, open_page, page_pair, page_url,  # noqa: E402
                                 reset_viewport, set_viewport, wait_ready, wait_selected)
 
 pytest_plugins = ["tests.page_browser"]
@@ -29,15 +29,8 @@ def page_servers(request):
     store = os.environ.get("PAGE_STORE") or str(request.getfixturevalue("trained_store"))
     env = {"MODEL_STORE": str(Path(store).resolve()), "REFRESH_SECONDS": "3600",
            "API_KEYS": KEY}
-    regress = Server("regress", env).spawn()
-    classify = Server("classify", {**env, "ALLOWED_ORIGINS": regress.url}).spawn()
-    try:
-        for server in (regress, classify):
-            server.wait_ready(timeout=90)
-        yield {"regress": regress, "classify": classify}
-    finally:
-        for server in (regress, classify):
-            server.close()
+    with page_pair(env) as servers:
+        yield servers
 
 
 @pytest.mark.parametrize("name,width,height", [("forecast-page.png", 1366, 900),

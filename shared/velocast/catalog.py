@@ -125,7 +125,9 @@ class Snapshot:
         if model_type is not None:
             return self._for_type(model_type, metric)
         per_type = {t: chosen for t in self.model_types() if (chosen := self._for_type(t, metric))}
-        order = sorted(per_type, key=lambda t: self._type_score(t, per_type[t][0], metric), reverse=True)
+        by_backtest = all(metric in chosen[0].backtest_means for chosen in per_type.values())
+        order = sorted(per_type, key=lambda t: self._type_score(t, per_type[t][0], metric, by_backtest),
+                       reverse=True)
         out: list[Entry] = []
         for t in order:
             out += [e for e in per_type[t] if e not in out]
@@ -151,10 +153,9 @@ class Snapshot:
                 out.append(entry)
         return out
 
-    def _type_score(self, model_type: str, entry: Entry, metric: str) -> tuple:
+    def _type_score(self, model_type: str, entry: Entry, metric: str, by_backtest: bool) -> tuple:
         """Backtest means when every served type has one, else one holdout's figures."""
-        served = self.served_by_type(metric)
-        if all(metric in e.backtest_means for e in served.values()):
+        if by_backtest:
             return (1, _score(entry.backtest_means[metric], metric), entry.version)
         promotion = self.newest_promotion
         if promotion is not None:

@@ -108,6 +108,7 @@ class Service:
         self.environ = environ
         self._lock = threading.Lock()
         self._cache: ModelCache | None = None
+        self._predictor: Predictor | None = None
         self._keys = None
         self._settings: Settings | None = None
 
@@ -127,6 +128,7 @@ class Service:
             self._counts = measured.CountsReader.from_env(self.environ)
             self._cache = ModelCache(settings.model_store, self.task, settings.refresh_seconds,
                                      settings.onnx_threads)
+            self._predictor = Predictor(self.description, self._cache)
             self._settings = settings
 
     @property
@@ -357,7 +359,8 @@ class Service:
 
     @property
     def predictor(self) -> Predictor:
-        return Predictor(self.description, self.cache)
+        self._setup()
+        return self._predictor
 
 
 def _body_left_unread(request) -> bool:

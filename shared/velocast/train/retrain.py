@@ -124,12 +124,16 @@ def not_worse(candidate: float, champion: float, metric: str, tolerance: float) 
     return candidate >= champion * (1 - tolerance)
 
 
-def _champions(store: Store) -> dict:
+def _snapshots(store: Store) -> dict:
+    return {task: catalog.Snapshot.read(store, task) for task in tasks.TASK_NAMES}
+
+
+def _champions(store: Store, snapshots: dict | None = None) -> dict:
     """(task, model type) -> the served model, loaded as the functions load it
     (hashes, card, feature spec, canary)."""
     loaded = {}
-    for task in tasks.TASK_NAMES:
-        for model_type, entry in catalog.Snapshot.read(store, task).served_by_type().items():
+    for task, snapshot in (snapshots or _snapshots(store)).items():
+        for model_type, entry in snapshot.served_by_type().items():
             try:
                 loaded[(task, model_type)] = catalog.load(store, entry)
             except Exception as exc:  # noqa: BLE001  (a refused model is not a champion)
@@ -137,12 +141,12 @@ def _champions(store: Store) -> dict:
     return loaded
 
 
-def _references(store: Store, champions: dict) -> list:
+def _references(store: Store, snapshots: dict, champions: dict) -> list:
     """Per (task, type), the oldest model `make train` published, when it is not the
     champion: scored beside it, it shows what the daily retrains bought."""
     out = []
-    for task in tasks.TASK_NAMES:
-        static = [e for e in catalog.Snapshot.read(store, task).entries if not e.run]
+    for task, snapshot in snapshots.items():
+        static = [e for e in snapshot.entries if not e.run]
         for model_type in sorted({e.model_type for e in static}):
             oldest = min((e for e in static if e.model_type == model_type), key=lambda e: e.version)
             champion = champions.get((task, model_type))
@@ -155,11 +159,11 @@ def _references(store: Store, champions: dict) -> list:
     return out
 
 
-def _live(store: Store, frame: pd.DataFrame, run: str, champions: dict, report) -> None:
+def _live(store: Store, frame: pd.DataFrame, run: str, champions: dict, references: list,
+          report) -> None:
     """Score what is served now on the actuals that arrived after its training, and
     the never-retrained reference models on the same days."""
     newest_day = str(scoring.day_of(frame).max())
-    references = _references(store, champions)
     for task in tasks.TASK_NAMES:
         models = [scoring.live_accuracy(model, frame) for (t, _), model in champions.items() if t == task]
         models += [{**scoring.live_accuracy(model, frame), "reference": True}
@@ -200,8 +204,9 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
     if len(kept_days) <= holdout_days:
         raise ValueError(f"need more than {holdout_days} whole ingested day(s); have {len(kept_days)}")
     run = registry.new_version()
-    champions = _champions(store)
-    _live(store, frame, run, champions, report)
+    snapshots = _snapshots(store)   # one read of the registry and promotions per run
+    champions = _champions(store, snapshots)
+    _live(store, frame, run, champions, _references(store, snapshots, champions), report)
 
     first_holdout = kept_days[-holdout_days]
     fit_rows, holdout_rows = frame[days < first_holdout], frame[days >= first_holdout]

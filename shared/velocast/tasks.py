@@ -44,7 +44,7 @@ def finite(values) -> list[float]:
 LABELS = ("faible", "forte")
 
 
-def _classify_response(outputs, model) -> dict:
+def _classify_response(outputs, model, epoch_seconds=None) -> dict:
     probability_busy = classifier_probability(outputs)
     predictions = (probability_busy >= 0.5).astype(int).tolist()
     return {"predictions": predictions,
@@ -52,14 +52,14 @@ def _classify_response(outputs, model) -> dict:
             "probabilities": [round(p, 4) for p in finite(probability_busy)]}
 
 
-def _regress_response(outputs, model) -> dict:
+def _regress_response(outputs, model, epoch_seconds=None) -> dict:
     # Models predict log1p(count); counts are never negative.
     log_counts = regressor_log_count(outputs)
     counts = np.clip(np.expm1(log_counts), 0.0, None)
     response = {"predictions": [round(c, 1) for c in finite(counts)]}
     interval = getattr(model, "interval", None)
-    if interval is not None:   # the card's 80 % interval (velocast.intervals)
-        lower, upper = interval.bounds(log_counts)
+    if interval is not None:   # the card's 80 % interval (velocast.intervals), per horizon
+        lower, upper = interval.bounds(log_counts, epoch_seconds)
         response.update(lower=[round(c, 1) for c in finite(lower)],
                         upper=[round(c, 1) for c in finite(upper)],
                         interval_level=interval.level)
@@ -80,7 +80,8 @@ class Task:
     metrics: tuple[str, ...]                 # selectable metrics; the first is the default
     model_types: tuple[str, ...]             # what training publishes for this task
     model_output: Callable[[list], np.ndarray]   # ONNX outputs -> the scored value per row
-    response: Callable[[list, object], dict]     # (ONNX outputs, loaded model) -> response fields
+    # (ONNX outputs, loaded model[, records' UTC instants]) -> response fields
+    response: Callable[..., dict]
     local_port: int                          # make serve / make demo
     # The old system's model names, still sent by its clients: old name -> model type.
     aliases: dict[str, str] = field(default_factory=dict)

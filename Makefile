@@ -61,7 +61,7 @@ train: install $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE)) ## train and publish:
 		$(if $(wildcard bench/backtest.json),--backtest bench/backtest.json)
 
 backtest: DATA = $(REAL_DATA)
-backtest: install ## rolling-origin backtest, 6 folds x 28 days (2-7 min): make backtest [DATA=file]; writes bench/backtest.{md,json,png}
+backtest: install ## backtest at the year's transitions, 31 days from each origin, by horizon (5-12 min on one core): make backtest [DATA=file]; writes bench/backtest.{md,json,png}
 	$(PY) -m velocast.train.backtest --data $(DATA) --models $(MODELS) --out bench/backtest
 
 ingest: install ## fetch the newest counts from the portal into STORE: make ingest STORE=... SOURCE=https://opendata.paris.fr

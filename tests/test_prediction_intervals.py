@@ -58,7 +58,7 @@ def test_a_card_without_an_interval_serves_predictions_only():
     class Model:
         interval = None
 
-    response = tasks.TASKS["regress"].response([np.array([[1.0], [2.0]], np.float32)], Model())
+    response = tasks.TASKS["regress"].answer([np.array([[1.0], [2.0]], np.float32)], Model())
     assert response == {"predictions": [round(float(np.expm1(np.float32(1.0))), 1),
                                         round(float(np.expm1(np.float32(2.0))), 1)]}
     assert intervals.from_card({"task": "regress"}) is None

@@ -22,10 +22,12 @@ import numpy as np
 
 from velocast import paris_calendar as cal
 from velocast.errors import RecordError
+from velocast.recent_level import RECENT_DAYS, recent_shift
 
 # Bump when a feature's meaning, order or the counter table changes: a function
 # refuses a model trained with another version.
-FEATURE_SPEC_VERSION = "2"
+# 3: counter_recent is the long-run level plus a like-for-like recent shift (issue 22).
+FEATURE_SPEC_VERSION = "3"
 
 FEATURE_NAMES: tuple[str, ...] = (
     "hour",
@@ -44,11 +46,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "counter_profile",     # counter's mean log1p(count) for this day type and hour
     "profile_vs_mean",     # counter_profile - counter_log_mean: busy hour or not
     "days",                # days since 2020-01-01, clipped to the training range
-    "counter_recent",      # counter's mean log1p(count) over its last RECENT_DAYS of training
+    "counter_recent",      # counter's mean log1p(count) + its recent shift (velocast.recent_level)
 )
 N_FEATURES = len(FEATURE_NAMES)
 # Offset regressors learn log1p(count) - counter_recent; 3 backtest folds: 0.772 -> 0.685.
-RECENT_DAYS = 56
 DAY_ZERO = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 # The name of the one ONNX input, a float32 (rows, N_FEATURES) matrix: the exporter
 # writes it, the functions check it before serving a model.
@@ -97,6 +98,7 @@ class LocalCalendar:
     school_holiday: np.ndarray
     lockdown: np.ndarray
     curfew: np.ndarray
+    day: np.ndarray              # local date as a proleptic ordinal (date.toordinal())
 
     @property
     def day_type(self) -> np.ndarray:
@@ -122,6 +124,7 @@ def _hour_columns(hour_utc: int) -> tuple[int, ...]:
         cal.is_school_holiday(day),
         cal.is_lockdown(day),
         cal.is_curfew(day, local.hour),
+        day.toordinal(),
     )
 
 
@@ -132,9 +135,9 @@ def local_calendar(epoch_seconds: np.ndarray) -> LocalCalendar:
     hours_utc = np.floor(epoch / 3600.0).astype(np.int64)
     unique_hours, inverse = np.unique(hours_utc, return_inverse=True)
     columns = np.array([_hour_columns(h) for h in unique_hours.tolist()],
-                       dtype=np.int64).reshape(-1, 9)
+                       dtype=np.int64).reshape(-1, 10)
     per_row = columns[inverse.reshape(-1)]
-    return LocalCalendar(*(per_row[:, j] for j in range(9)))
+    return LocalCalendar(*(per_row[:, j] for j in range(10)))
 
 
 @dataclass
@@ -147,7 +150,7 @@ class CounterTable:
     longitude: np.ndarray
     mean_count: np.ndarray       # the affluence threshold of the old system
     profile: np.ndarray          # (counters, DAY_TYPES, 24) mean log1p(count)
-    recent_log_mean: np.ndarray  # mean log1p(count) over the counter's last RECENT_DAYS
+    recent_log_mean: np.ndarray  # mean log1p(count) + its like-for-like recent shift (recent_level)
     days_range: tuple[float, float]   # "days" of the first and last training rows
 
     def __post_init__(self) -> None:
@@ -188,13 +191,10 @@ class CounterTable:
         holes = np.isnan(profile)
         profile[holes] = np.broadcast_to(counter_log_mean[:, None, None], profile.shape)[holes]
         first_row = np.unique(counter_idx, return_index=True)[1]
-        # Each counter's own last days: one that stopped early keeps its last level.
         epoch = np.asarray(epoch_seconds, dtype=np.float64)
-        last_seen = np.full(n, -np.inf)
-        np.maximum.at(last_seen, counter_idx, epoch)
-        recent = epoch > last_seen[counter_idx] - RECENT_DAYS * 86400.0
-        recent_log_mean = np.bincount(counter_idx[recent], weights=log_counts[recent], minlength=n) \
-            / np.maximum(np.bincount(counter_idx[recent], minlength=n), 1)
+        recent_log_mean = counter_log_mean + recent_shift(
+            counter_idx, n, log_counts, profile[counter_idx, day_type, hour], calendar.day,
+            calendar.school_holiday)
         days = days_since_zero(epoch)
         return cls(names=[str(x) for x in unique_names], latitude=latitude[first_row],
                    longitude=longitude[first_row], mean_count=mean_count, profile=profile,

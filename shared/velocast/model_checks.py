@@ -116,6 +116,6 @@ def _check_canary(task: tasks.Task, session, table: CounterTable) -> None:
     try:
         # The response code itself (the regressor's expm1 can overflow to infinity).
         with np.errstate(over="ignore"):
-            task.response(outputs, None)
+            task.answer(outputs, None)
     except ValueError as exc:
         raise ModelCheckError(f"canary batch: {exc}") from exc

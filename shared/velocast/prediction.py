@@ -72,7 +72,7 @@ class Predictor:
         if len(records) == 0:
             return Answer({}, model, metric, [], rows)
         batch = build_matrix(records, model.table)
-        fields = self.task.response(model.run(batch.matrix), model)
+        fields = self.task.answer(model.run(batch.matrix), model, records.epoch_seconds)
         warnings = records.warnings + advisories.for_batch(
             records.names, records.epoch_seconds, model.table) + [
             {"record": row, "field": COUNTER,

@@ -44,7 +44,7 @@ def finite(values) -> list[float]:
 LABELS = ("faible", "forte")
 
 
-def _classify_response(outputs, model) -> dict:
+def _classify_response(outputs, model, epoch_seconds=None) -> dict:
     probability_busy = classifier_probability(outputs)
     predictions = (probability_busy >= 0.5).astype(int).tolist()
     return {"predictions": predictions,
@@ -52,14 +52,14 @@ def _classify_response(outputs, model) -> dict:
             "probabilities": [round(p, 4) for p in finite(probability_busy)]}
 
 
-def _regress_response(outputs, model) -> dict:
+def _regress_response(outputs, model, epoch_seconds=None) -> dict:
     # Models predict log1p(count); counts are never negative.
     log_counts = regressor_log_count(outputs)
     counts = np.clip(np.expm1(log_counts), 0.0, None)
     response = {"predictions": [round(c, 1) for c in finite(counts)]}
     interval = getattr(model, "interval", None)
-    if interval is not None:   # the card's 80 % interval (velocast.intervals)
-        lower, upper = interval.bounds(log_counts)
+    if interval is not None:   # the card's 80 % interval (velocast.intervals), per horizon
+        lower, upper = interval.bounds(log_counts, epoch_seconds)
         response.update(lower=[round(c, 1) for c in finite(lower)],
                         upper=[round(c, 1) for c in finite(upper)],
                         interval_level=interval.level)
@@ -105,7 +105,8 @@ class Kind:
     name: str
     classifier: bool                         # learns `busy`, exported with probabilities
     model_output: Callable[[list], np.ndarray]   # ONNX outputs -> the scored value per row
-    response: Callable[[list, object], dict]     # (ONNX outputs, loaded model) -> response fields
+    # (ONNX outputs, loaded model, records' UTC instants or None) -> response fields
+    response: Callable[[list, object, object], dict]
     # What a model must output to be served (velocast.model_checks): the outputs' layout
     # and the range of model_output's values (None: any finite value).
     onnx_outputs: tuple[OnnxOutput, ...]
@@ -162,9 +163,12 @@ class Task:
     def model_output(self) -> Callable[[list], np.ndarray]:
         return self.kind.model_output
 
-    @property
-    def response(self) -> Callable[[list, object], dict]:
-        return self.respond or self.kind.response
+    def answer(self, outputs, model, epoch_seconds=None) -> dict:
+        """The response fields for the ONNX outputs; the records' instants place each
+        record in its interval's horizon bucket (velocast.intervals)."""
+        if self.respond is not None:
+            return self.respond(outputs, model)
+        return self.kind.response(outputs, model, epoch_seconds)
 
     @property
     def onnx_outputs(self) -> tuple[OnnxOutput, ...]:

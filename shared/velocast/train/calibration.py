@@ -60,15 +60,24 @@ def card_fields(report: dict | None, model_type: str, task: str, data_name: str,
     reason = why_not(report, model_type, data_name, fingerprint_)
     fields = {}
     if not reason:
-        baselines = ("naive", "plain_hgb")
+        baselines = tuple(n for n in ("naive", "plain_hgb", "twenty_line") if n in report["summary"])
         fields["backtest"] = {
             "config": report["config"],
             "mean_sd": {n: report["summary"][n] for n in (model_type, *baselines)},
             "folds": [{"origin": f["origin"], "end": f["end"], "scored_rows": f["scored_rows"],
+                       **({"name": f["name"]} if "name" in f else {}),
                        **{n: f["scores"][n] for n in (model_type, *baselines)}}
                       for f in report["folds"]],
             "reproduce": "make backtest (python -m velocast.train.backtest)",
         }
+        if model_type in report.get("summary_by_horizon", {}):
+            fields["backtest"]["by_horizon"] = {
+                n: report["summary_by_horizon"][n] for n in (model_type, *baselines)}
+        # The decision rule's verdicts (velocast.train.backtest_score.decide).
+        decisions = {k.split(" vs ")[1]: v for k, v in report.get("decisions", {}).items()
+                     if k.split(" vs ")[0] == model_type}
+        if decisions:
+            fields["backtest"]["decisions"] = decisions
         metric = "rmse_log" if task == "regress" else "f1_score"
         ours, plain = (report["summary"][n][metric][0] for n in (model_type, "plain_hgb"))
         beats = ours < plain if task == "regress" else ours > plain
@@ -87,7 +96,9 @@ def card_fields(report: dict | None, model_type: str, task: str, data_name: str,
     if not reason:
         interval = report["interval"][model_type]
         calibration = (f"truth - prediction quantiles over the {len(report['folds'])} backtest "
-                       "folds' scored rows")
+                       "folds' scored rows, per horizon after trained_to" if "horizons" in interval
+                       else f"truth - prediction quantiles over the {len(report['folds'])} "
+                       "backtest folds' scored rows")
     else:
         low, high = offsets(holdout_residuals)
         interval = {"level": LEVEL, "lower_log": low, "upper_log": high}

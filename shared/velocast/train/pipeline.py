@@ -24,7 +24,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from velocast import registry, tasks
+from velocast import recent_level, registry, tasks
 from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                Records, build_matrix)
 from velocast.store import Store, open_store
@@ -121,14 +121,22 @@ def local_date(epoch: float) -> dt.date:
     return dt.datetime.fromtimestamp(epoch, tz=PARIS).date()
 
 
-def drop_outages(frame: pd.DataFrame) -> pd.DataFrame:
+def drop_outages(frame: pd.DataFrame, partial: bool = True) -> pd.DataFrame:
     """Counter-days with no bike at all are sensor outages, not traffic: left in, they
-    drag a counter's learned level down for good (one counter had 72 such days)."""
+    drag a counter's learned level down for good (one counter had 72 such days).
+    `partial`: also the days far below the counter's profile (recent_level.OUTAGE_LOG,
+    under 30 % of its usual traffic for that day type and hour), a half-broken sensor
+    or a dip that, learnt, drags the next month's forecast down (issue 22)."""
     day = pd.to_datetime(frame["epoch"], unit="s", utc=True).dt.tz_convert(PARIS).dt.date
     daily = frame.groupby([frame["counter"], day])["count"].transform("sum")
     outage = daily.to_numpy() == 0
+    if partial and len(frame):
+        outage |= recent_level.partial_outage_rows(frame["counter"].to_numpy(),
+                                                   frame["epoch"].to_numpy(),
+                                                   frame["count"].to_numpy(), ~outage)
     if outage.any():
-        say(f"ignoring {int(outage.sum()):,} rows in zero-count counter-days (sensor outages)")
+        say(f"ignoring {int(outage.sum()):,} rows in counter-days without or with almost no "
+            "count (sensor outages)")
     return frame[~outage]
 
 

@@ -30,7 +30,7 @@ from operator import itemgetter
 import numpy as np
 
 from velocast import tasks
-from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice
+from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice, as_http
 from velocast.body import check_count
 from velocast.features import Records
 from velocast.prediction import Predictor
@@ -200,12 +200,13 @@ def _predict(caller: Caller, records: Records, options: dict, bigquery_body: boo
     try:
         return caller.predictor.predict(records, options["model_type"], options["metric"],
                                         skip_unscorable)
-    except UnknownModelChoice as exc:
-        raise _error(400, "invalid_request", exc.message, bigquery_body=bigquery_body) from None
-    except NoModelAvailable as exc:
-        # 503 on purpose: BigQuery retries it, and a model appears on the next refresh.
-        raise _error(503, "no_model", exc.message, exc.headers,
-                     bigquery_body=bigquery_body) from None
+    except (UnknownModelChoice, NoModelAvailable) as exc:
+        # BigQuery's caller mistakes are 400s (velocast.errors.HTTP says 422: _error maps
+        # it back for a Vertex body); a 503 on purpose: BigQuery retries it, and a model
+        # appears on the next refresh.
+        http = as_http(exc)
+        raise _error(400 if http.status == 422 else http.status, http.code, http.message,
+                     http.headers, bigquery_body=bigquery_body) from None
 
 
 def _replier(task: str, output: str, response: dict, bigquery_body: bool):

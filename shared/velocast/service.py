@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from velocast import api_docs, catalog, logs, measured, page, protocols, tasks
 from velocast import body as request_body
-from velocast.errors import ApiError
+from velocast.errors import ApiError, Error, as_http
 from velocast.model_cache import ModelCache
 from velocast.prediction import Predictor
 from velocast.schema import parse_json, parse_records
@@ -160,8 +160,9 @@ class Service:
                 return answer
             try:
                 body, records = self._route(request)
-            except ApiError as exc:
-                status, headers, error_code, body = exc.status, exc.headers, exc.code, exc.body()
+            except Error as exc:
+                http = as_http(exc)
+                status, headers, error_code, body = http.status, http.headers, http.code, http.body()
                 # A key refusal is built before the body is read and raised after it: its
                 # traceback holds the frame that holds it, a cycle that kept each refused
                 # body until a full collection (keyless padded bodies, 5 rounds of 8:

@@ -95,7 +95,7 @@ screenshot: install ## refresh docs/forecast-page.png and docs/forecast-page-pho
 	$(if $(wildcard $(STORE)/registry),,$(MAKE) --no-print-directory train)
 	PAGE_SCREENSHOT=docs PAGE_STORE=$(STORE) $(PY) -m pytest -q tests/test_forecast_page_screenshot.py
 
-api-spec: install ## regenerate shared/velocast/static/openapi.json from openapi.yaml
+api-spec: install ## regenerate shared/velocast/serving/static/openapi.json from openapi.yaml
 	$(PY) scripts/api_spec.py
 
 package: install ## build/<function> for every function: lean bundles and their zips

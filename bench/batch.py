@@ -65,9 +65,9 @@ def started(fn: FunctionServer, body: bytes, headers=None) -> FunctionServer:
 def rows_for(store: str, size: int) -> tuple[list, list]:
     """BigQuery calls and the old records for the same `size` rows: every counter of
     the default regress model, hour after hour from a month after its training data."""
-    from velocast import registry  # noqa: PLC0415
-    from velocast.features import CounterTable  # noqa: PLC0415
-    from velocast.store import open_store  # noqa: PLC0415
+    from velocast.catalog import registry  # noqa: PLC0415
+    from velocast.core.features import CounterTable  # noqa: PLC0415
+    from velocast.catalog.store import open_store  # noqa: PLC0415
 
     entries = registry.list_entries(open_store(store), "regress")
     card = registry.read_card(open_store(store), registry.best(entries, "regress"))

@@ -30,8 +30,8 @@ def cold_starts(make_server, body: bytes, starts: int) -> dict:
 def cold_start_phase(store: str, old_model: Path, body: bytes, starts: int,
                      logs_dir: Path) -> dict:
     from tests.gcs_fixtures import start_fake_gcs  # noqa: PLC0415
-    from velocast.publish import copy_store  # noqa: PLC0415
-    from velocast.store import open_store  # noqa: PLC0415
+    from velocast.train.publish import copy_store  # noqa: PLC0415
+    from velocast.catalog.store import open_store  # noqa: PLC0415
 
     say(f"cold start: {starts} starts each, models on fake-gcs-server")
     with start_fake_gcs() as gcs:

@@ -60,10 +60,10 @@ def worker_velocast(args) -> dict:
     import numpy as np  # noqa: PLC0415
     import onnxruntime as ort  # noqa: PLC0415
 
-    from velocast import registry  # noqa: PLC0415
-    from velocast.features import CounterTable, build_matrix  # noqa: PLC0415
-    from velocast.schema import parse_records  # noqa: PLC0415
-    from velocast.store import open_store  # noqa: PLC0415
+    from velocast.catalog import registry  # noqa: PLC0415
+    from velocast.core.features import CounterTable, build_matrix  # noqa: PLC0415
+    from velocast.core.schema import parse_records  # noqa: PLC0415
+    from velocast.catalog.store import open_store  # noqa: PLC0415
 
     bodies = json.loads(Path(args.bodies).read_text())
     store = open_store(args.store)

@@ -84,9 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def request_bodies(store: str, default_entry) -> dict:
     """1- and 1,000-record bodies as the old clients send them: every counter of the
     default model's table, forecasts for after its training data."""
-    from velocast import registry  # noqa: PLC0415
-    from velocast.features import CounterTable  # noqa: PLC0415
-    from velocast.store import open_store  # noqa: PLC0415
+    from velocast.catalog import registry  # noqa: PLC0415
+    from velocast.core.features import CounterTable  # noqa: PLC0415
+    from velocast.catalog.store import open_store  # noqa: PLC0415
 
     card = registry.read_card(open_store(store), default_entry)
     table_ = CounterTable.from_dict(card["counter_table"])
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     bundles.start()
 
     # 1. data and training
-    from velocast import registry  # noqa: PLC0415
+    from velocast.catalog import registry  # noqa: PLC0415
     from velocast.train.data import load_counts  # noqa: PLC0415
 
     data_path, source = find_data(args.data)

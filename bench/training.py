@@ -36,8 +36,8 @@ def find_data(arg: str | None) -> tuple[Path, str]:
 
 def published(store_uri: str) -> dict:
     """{(task, model_type): best Entry by the task's default metric}."""
-    from velocast import registry  # noqa: PLC0415
-    from velocast.store import open_store  # noqa: PLC0415
+    from velocast.catalog import registry  # noqa: PLC0415
+    from velocast.catalog.store import open_store  # noqa: PLC0415
 
     entries = registry.list_entries(open_store(store_uri))
     out = {}

@@ -302,8 +302,8 @@ def run_versions(data: Path, work: Path, out: Path, *, before: str = BEFORE, sta
     if gcs:
         sys.path.insert(0, str(ROOT))  # tests.gcs_fixtures, as bench/coldstart.py uses it
         from tests.gcs_fixtures import start_fake_gcs  # noqa: PLC0415
-        from velocast.publish import copy_store  # noqa: PLC0415  (byte-for-byte copies)
-        from velocast.store import open_store  # noqa: PLC0415
+        from velocast.train.publish import copy_store  # noqa: PLC0415  (byte-for-byte copies)
+        from velocast.catalog.store import open_store  # noqa: PLC0415
 
         say(f"versions: cold start, {starts} starts per side and function, fake-gcs-server")
         with start_fake_gcs() as fake:

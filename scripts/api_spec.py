@@ -1,4 +1,4 @@
-"""Write shared/velocast/static/openapi.json from openapi.yaml (`make api-spec`): the
+"""Write shared/velocast/serving/static/openapi.json from openapi.yaml (`make api-spec`): the
 functions serve the JSON so they need no YAML parser. `--check` exits 1 when stale."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "openapi.yaml"
-TARGET = ROOT / "shared" / "velocast" / "static" / "openapi.json"
+TARGET = ROOT / "shared" / "velocast" / "serving" / "static" / "openapi.json"
 
 
 def rendered() -> str:

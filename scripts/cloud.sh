@@ -114,11 +114,11 @@ need_tfvars() {
     "Set it to your project id (gcloud projects list shows them)."
 }
 
-# The functions: one per Task in velocast.tasks (the keys of Terraform's
+# The functions: one per Task in velocast.core.tasks (the keys of Terraform's
 # var.functions map name the same bundles).
 function_names() {
-  [[ -x "$PY" ]] || die ".venv is missing: the function list comes from velocast.tasks." "Run: make install"
-  "$PY" -c 'from velocast.tasks import TASK_NAMES; print(" ".join(TASK_NAMES))'
+  [[ -x "$PY" ]] || die ".venv is missing: the function list comes from velocast.core.tasks." "Run: make install"
+  "$PY" -c 'from velocast.core.tasks import TASK_NAMES; print(" ".join(TASK_NAMES))'
 }
 
 # The bundles terraform zips (terraform/storage.tf: "${var.source_dir}/<function>").
@@ -253,7 +253,7 @@ cmd_destroy() {
   tf destroy -var-file="$TFVARS" "${APPROVE[@]}"
 }
 
-# Publishing is `python -m velocast.publish` (shared/velocast/publish.py): write-once
+# Publishing is `python -m velocast.train.publish` (shared/velocast/train/publish.py): write-once
 # copies, registry entries last; with AS_TRAINER=1 as the trainer service account
 # through impersonated credentials, otherwise as your ADC identity.
 cmd_publish() {
@@ -271,7 +271,7 @@ cmd_publish() {
     [[ -d "$FROM" ]] || die "FROM=$FROM is not a folder store." \
       "Point FROM at a folder written by 'make train STORE=<folder>'."
     say "copying the models of $FROM into $store (write-once: existing objects are kept)"
-    "$PY" -m velocast.publish copy --to "$store" --from "$FROM" --as "$trainer" \
+    "$PY" -m velocast.train.publish copy --to "$store" --from "$FROM" --as "$trainer" \
       --project "$(tfvars_project)"
   else
     if [[ ! -f "$DATA" ]]; then
@@ -281,7 +281,7 @@ cmd_publish() {
       "$PY" -m velocast.train.sample --out "$SAMPLE"
     fi
     say "training on $DATA and publishing into $store"
-    "$PY" -m velocast.publish train --to "$store" --data "$DATA" --models "${MODELS:-}" \
+    "$PY" -m velocast.train.publish train --to "$store" --data "$DATA" --models "${MODELS:-}" \
       --as "$trainer" --project "$(tfvars_project)"
   fi
   say "published. The functions pick new models up within REFRESH_SECONDS (default 300 s)," \

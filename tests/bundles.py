@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
 FUNCTIONS = TASK_NAMES
-RUNTIME_MODULES = ("__init__", "paris_calendar", "features", "schema", "store", "store_gcs",
-                   "registry", "model_cache", "service", "logs", "auth",
-                   "models", "page", "promotions", "advisories")
-# The forecast page's files, shipped in velocast/static/ beside the API spec.
+# Modules a function needs, by their place in the layers (docs/architecture.md).
+RUNTIME_MODULES = ("__init__", "core/paris_calendar", "core/features", "core/schema",
+                   "catalog/store", "catalog/store_gcs", "catalog/registry", "catalog/__init__",
+                   "serving/model_cache", "serving/service", "serving/logs", "serving/auth",
+                   "serving/page", "catalog/promotions", "core/advisories")
+# The forecast page's files, shipped in velocast/serving/static/ beside the API spec.
 PAGE_FILES = ("forecast.html", "forecast.css", "forecast.js", "forecast-api.js",
               "forecast-map.js", "forecast-chart.js")
 OFFLINE_DISTRIBUTIONS = {"scikit-learn", "pandas", "skl2onnx", "onnx"}

@@ -2,7 +2,7 @@
 
 `trained_store`: a folder store holding all four model types, trained once per session
 on a small synthetic sample (the real pipeline, about 15 s on 2 cores).
-Copying a store into another (e.g. a fake-gcs-server bucket): velocast.publish.copy_store.
+Copying a store into another (e.g. a fake-gcs-server bucket): velocast.train.publish.copy_store.
 """
 
 from __future__ import annotations

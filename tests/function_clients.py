@@ -33,7 +33,7 @@ import pytest
 
 from velocast.dev.bodies import OLD_BODIES, OLD_RECORD  # noqa: F401  (for the tests)
 from velocast.dev.servers import FunctionServer
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -54,7 +54,7 @@ SNAKE_RECORD = {
 MODEL_TYPES = {"classify": {"affluence"}, "regress": {"gbdt", "rf", "nn"}}
 DEFAULT_METRICS = {"classify": "f1_score", "regress": "rmse_log"}
 
-# Everything velocast.service / velocast.auth read: cleared before each load so the
+# Everything velocast.serving.service / velocast.serving.auth read: cleared before each load so the
 # developer's shell cannot change what a test sees.
 SERVICE_ENV = ("MODEL_STORE", "REFRESH_SECONDS", "MAX_RECORDS", "MAX_BODY_BYTES", "GCP_PROJECT",
                "GOOGLE_CLOUD_PROJECT", "ONNX_THREADS", "API_KEYS", "ADMIN_KEY", "API_KEYS_FILE",
@@ -170,7 +170,7 @@ def json_logs(capfd):
     """
     import logging
 
-    from velocast import logs
+    from velocast.serving import logs
 
     logs.configure()
     handlers = [h for h in logging.getLogger("velocast").handlers

@@ -10,7 +10,7 @@ import unicodedata
 
 from hypothesis import strategies as st
 
-from velocast.registry import TASK_METRICS
+from velocast.catalog.registry import TASK_METRICS
 from velocast.train.sample import COUNTERS
 
 MODEL_TYPES = {"classify": ("affluence",), "regress": ("gbdt", "rf", "nn")}

@@ -131,7 +131,7 @@ class FakeGCS:
 
     def store(self, bucket: str | None = None, prefix: str = "", **kw):
         """A GCSStore on this server (a new bucket unless one is given)."""
-        from velocast.store import GCSStore
+        from velocast.catalog.store import GCSStore
 
         return GCSStore(bucket or self.new_bucket(), prefix, client=self.client(), **kw)
 

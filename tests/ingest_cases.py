@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.fake_portal import FakePortal, load_rows
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 from velocast.train.ingest import ingest
-from velocast.features import PARIS
+from velocast.core.features import PARIS
 from velocast.train import counts
 
 UTC = dt.timezone.utc

@@ -38,7 +38,7 @@ MEASURED = [float(10 * h + 3) if h != 13 else None for h in range(24)]
 @pytest.fixture(scope="session")
 def page_counts_store(tmp_path_factory) -> Path:
     """A data bucket as the daily ingest leaves it (velocast.train.counts.commit)."""
-    from velocast.store import open_store
+    from velocast.catalog.store import open_store
     from velocast.train import counts
 
     folder = tmp_path_factory.mktemp("data-bucket")

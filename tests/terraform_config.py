@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import hcl2
 import pytest
 
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 TF_DIR = ROOT / "terraform"

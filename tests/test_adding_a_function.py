@@ -6,7 +6,7 @@ packaging script and terraform/; then the new function is packaged, given a mode
 through the registry, served by functions-framework from its bundle over loopback
 HTTP, listed by the models CLI, and planned by terraform. Training a new model type
 is not part of this test: the model is a real ONNX regressor from `trained_store`,
-published for the new task through velocast.registry.publish like training does.
+published for the new task through velocast.catalog.registry.publish like training does.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def tree(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "scripts" / "package.py", tree / "scripts")
 
     # 1. The Task, at the end of TASKS.
-    tasks = tree / "shared" / "velocast" / "tasks.py"
+    tasks = tree / "shared" / "velocast" / "core" / "tasks.py"
     text = tasks.read_text(encoding="utf-8")
     end = text.index("\n}\nTASK_NAMES")
     tasks.write_text(text[:end + 1] + steps["task"] + text[end + 1:], encoding="utf-8")
@@ -92,7 +92,7 @@ def _python(tree: Path, code: str, **env: str) -> str:
 
 
 def test_the_copy_is_what_runs(tree):
-    out = _python(tree, "import velocast.tasks as t; print(t.__file__); print(*t.TASK_NAMES)")
+    out = _python(tree, "import velocast.core.tasks as t; print(t.__file__); print(*t.TASK_NAMES)")
     where, names = out.splitlines()
     assert where.startswith(str(tree)), where
     assert names.split() == ["classify", "regress", NAME]
@@ -112,8 +112,8 @@ def store(tree, trained_store, tmp_path_factory) -> Path:
     """A store holding one model for the new task, published through the registry."""
     store = tmp_path_factory.mktemp("peak-store")
     code = f"""
-from velocast import registry
-from velocast.store import LocalStore
+from velocast.catalog import registry
+from velocast.catalog.store import LocalStore
 source, target = LocalStore({str(trained_store)!r}), LocalStore({str(store)!r})
 [entry] = [e for e in registry.list_entries(source, "regress") if e.model_type == "nn"][:1]
 card = registry.read_card(source, entry)
@@ -147,7 +147,7 @@ def test_the_bundle_is_built_like_the_others(tree, bundle):
         (ROOT / "functions" / "regress" / "requirements.txt").read_text()
     main = (bundle / "main.py").read_text()
     assert 'Service("peak")' in main and "def peak(request)" in main and "regress" not in main
-    assert f'"{NAME}": Task(' in (bundle / "velocast" / "tasks.py").read_text()
+    assert f'"{NAME}": Task(' in (bundle / "velocast" / "core" / "tasks.py").read_text()
     assert not (bundle / "velocast" / "train").exists()
     for name in ("classify", "regress"):
         assert (tree / "build" / name / "main.py").is_file()

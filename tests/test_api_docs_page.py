@@ -29,7 +29,7 @@ def _descriptions(node):
 def test_every_description_renders_as_commonmark_does():
     from markdown_it import MarkdownIt
 
-    from velocast import api_docs
+    from velocast.serving import api_docs
 
     reference = MarkdownIt("commonmark")
     spec = json.loads(api_docs.spec_bytes())
@@ -42,7 +42,7 @@ def test_every_description_renders_as_commonmark_does():
 
 
 def test_docs_page_has_an_example_per_route_and_links_the_page(regress_fn):
-    from velocast import service
+    from velocast.serving import service
 
     r = regress_fn.get("/docs")
     assert r.status_code == 200 and r.mimetype == "text/html"
@@ -59,7 +59,7 @@ def test_docs_page_has_an_example_per_route_and_links_the_page(regress_fn):
 
 
 def test_docs_are_served_under_a_script_free_policy(regress_fn):
-    from velocast import api_docs
+    from velocast.serving import api_docs
 
     r = regress_fn.get("/docs")
     policy = r.headers["Content-Security-Policy"]

@@ -1,4 +1,4 @@
-"""velocast.auth reading keys from real files laid out as the platform mounts the
+"""velocast.serving.auth reading keys from real files laid out as the platform mounts the
 secrets; what happens when a file cannot be read is test_auth_fail_closed.py."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 pytest.register_assert_rewrite("tests.auth_files")
 
 from tests.auth_files import auth_records, no_file_read, ring_for, status_of  # noqa: E402
-from velocast.auth import AuthError, KeyRing  # noqa: E402
+from velocast.serving.auth import AuthError, KeyRing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -275,7 +275,7 @@ def test_import_is_stdlib_only():
     code = (
         "import sys\n"
         "before = set(sys.modules)\n"
-        "import velocast.auth as a\n"
+        "import velocast.serving.auth as a\n"
         "r = a.KeyRing.from_env({'API_KEYS': 'k', 'ADMIN_KEY': 'a'})\n"
         "r.check_client({'X-API-Key': 'k'}); r.check_admin({'X-API-Key': 'a'})\n"
         "new = set(sys.modules) - before\n"
@@ -292,7 +292,7 @@ def test_a_fresh_process_reads_its_keys_from_the_files_named_in_its_environment(
     files.admin.write_text("adm\n")
     code = (
         "import os, sys\n"
-        "import velocast.auth as a\n"
+        "import velocast.serving.auth as a\n"
         "r = a.KeyRing.from_env()\n"
         "r.check_client({'X-API-Key': 'k1'}); r.check_client({'X-API-Key': 'k2'})\n"
         "r.check_admin({'X-API-Key': 'adm'})\n"

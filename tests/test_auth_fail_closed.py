@@ -1,4 +1,4 @@
-"""velocast.auth when a key file cannot be read: every request is refused (503
+"""velocast.serving.auth when a key file cannot be read: every request is refused (503
 auth_unavailable with Retry-After, one error line per failed read), never served
 from an expired cache, and the file is read again after the pause. In the cloud
 such a read fails when Secret Manager cannot be reached behind the mounted volume
@@ -16,8 +16,8 @@ import pytest
 pytest.register_assert_rewrite("tests.auth_files")
 
 from tests.auth_files import KeyFiles, auth_records, ring_for, status_of  # noqa: E402
-from velocast import auth  # noqa: E402
-from velocast.auth import AuthError  # noqa: E402
+from velocast.serving import auth  # noqa: E402
+from velocast.serving.auth import AuthError  # noqa: E402
 
 
 pytest_plugins = ["tests.auth_files"]

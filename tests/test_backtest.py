@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from velocast.features import PARIS
+from velocast.core.features import PARIS
 from velocast.train import backtest
 
 from tests.conftest import SAMPLE_END, SAMPLE_START, one_openmp_thread
@@ -174,8 +174,8 @@ def test_an_origin_without_enough_training_days_is_refused(sample_frame):
 
 def test_a_matching_report_puts_its_table_and_interval_in_the_card(run, sample_frame, sample_csv,
                                                                    tmp_path):
-    from velocast import registry
-    from velocast.store import LocalStore
+    from velocast.catalog import registry
+    from velocast.catalog.store import LocalStore
     from velocast.train import pipeline
 
     with one_openmp_thread():

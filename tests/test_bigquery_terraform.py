@@ -1,6 +1,6 @@
 """terraform/bigquery.tf, read with python-hcl2: everything sits behind var.bigquery,
 the connection's account may invoke the two functions and nothing else, and every
-routine's SQL signature is what the functions accept (velocast.protocols)."""
+routine's SQL signature is what the functions accept (velocast.serving.protocols)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 pytest.register_assert_rewrite("tests.terraform_config")
 
 from tests.terraform_config import TF_DIR, _iam_bindings, _load, _text  # noqa: E402
-from velocast.protocols import BIGQUERY_ARGUMENTS, OUTPUTS  # noqa: E402
-from velocast.tasks import TASK_NAMES  # noqa: E402
+from velocast.serving.protocols import BIGQUERY_ARGUMENTS, OUTPUTS  # noqa: E402
+from velocast.core.tasks import TASK_NAMES  # noqa: E402
 
 pytest_plugins = ["tests.terraform_config"]
 

@@ -1,4 +1,4 @@
-"""The body watchdog (velocast.body) on real sockets: a deadline is enforced even when
+"""The body watchdog (velocast.serving.body) on real sockets: a deadline is enforced even when
 it falls before the ones the watchdog already sleeps until, a disarmed one never
 fires, an extended one fires at its new time, a tracked one shuts the read side only
 (the reader can still write its 408) and an untracked one both, and many armed
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from velocast.body import RESOLUTION_SECONDS, _Watchdog
+from velocast.serving.body import RESOLUTION_SECONDS, _Watchdog
 
 
 def _shut_down(peer: socket.socket, within: float) -> bool:

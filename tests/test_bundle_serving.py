@@ -182,7 +182,8 @@ def test_bundle_venv_has_runtime_dependencies_only(fn, venvs, build_dir, tmp_pat
     # ...and from the bundle folder every runtime module imports with the pinned
     # requirements alone, including the lazily imported cloud clients.
     bundle = build_dir / fn
-    modules = ", ".join(f"velocast.{m}" for m in RUNTIME_MODULES if m != "__init__")
+    modules = ", ".join("velocast." + m.removesuffix("/__init__").replace("/", ".")
+                        for m in RUNTIME_MODULES if m != "__init__")
     code = (f"import sys, velocast, {modules}\n"
             "import google.cloud.storage, onnxruntime, "
             "functions_framework\n"
@@ -228,7 +229,7 @@ def test_bundle_serves_the_old_systems_request(fn, venvs, build_dir, trained_sto
         assert status == 200 and health["models"], health
         status, error = _http("POST", url, OLD_BODIES[fn], {"X-API-Key": "wrong"})
         assert status == 403 and error["error"]["code"] == "forbidden"
-        # The forecast page's files ship in the bundle (velocast/static/) and are served.
+        # The forecast page's files ship in the bundle (velocast/serving/static/) and are served.
         for path, marker in (("/app", b"app/forecast.js"), ("/app/forecast-map.js", b"drawMap")):
             with urllib.request.urlopen(url + path, timeout=30) as page:
                 assert page.status == 200 and marker in page.read()

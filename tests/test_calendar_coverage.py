@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import holidays
 import pytest
 
-from velocast import advisories
-from velocast import paris_calendar as cal
+from velocast.core import advisories
+from velocast.core import paris_calendar as cal
 
 D = dt.date
 

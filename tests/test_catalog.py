@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from velocast import promotions
+from velocast.catalog import promotions
 from velocast.catalog import Snapshot, valid_version
-from velocast.registry import Entry
+from velocast.catalog.registry import Entry
 
 V1, V2, V3 = "20210201T000000Z-aaaaaa", "20210301T000000Z-bbbbbb", "20210401T000000Z-cccccc"
 P1, P2, P3 = "20210302T000000Z-111111", "20210303T000000Z-222222", "20210304T000000Z-333333"

@@ -32,8 +32,8 @@ def check_classification(body: dict, n: int) -> None:
 
 
 def test_old_system_body(classify_fn, trained_store):
-    from velocast import registry
-    from velocast.store import open_store
+    from velocast.catalog import registry
+    from velocast.catalog.store import open_store
 
     r = classify_fn.post(OLD_BODIES["classify"])
     assert r.status_code == 200, r.json

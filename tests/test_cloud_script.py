@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SCRIPT = ROOT / "scripts" / "package.py"
@@ -186,7 +186,7 @@ def test_cloud_admin_key_replaces_the_admin_key(fake_cloud):
 
 
 def test_cloud_publish_copies_a_folder_store_write_once(fake_cloud, fake_gcs, trained_store):
-    from velocast import registry
+    from velocast.catalog import registry
 
     env, log, _ = fake_cloud
     bucket = fake_gcs.new_bucket("publish")

@@ -232,8 +232,8 @@ def test_health_reports_loaded_models(fn, function):
     assert fn.get("/health/").status_code == 200
 
 def test_models_lists_published_entries(fn, trained_store, function):
-    from velocast import registry
-    from velocast.store import open_store
+    from velocast.catalog import registry
+    from velocast.catalog.store import open_store
 
     published = registry.list_entries(open_store(str(trained_store)), task=function)
     r = fn.get("/models")

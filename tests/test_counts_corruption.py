@@ -12,7 +12,7 @@ import pytest
 
 from tests.ingest_cases import portal  # noqa: F401  (the fixture)
 from tests.ingest_cases import ingest_day, midnight, stored_values
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 from velocast.train import counts
 
 pytestmark = pytest.mark.real_data

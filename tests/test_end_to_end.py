@@ -25,8 +25,8 @@ from tests.function_clients import (  # noqa: E402
     error_of,
 )
 from velocast.dev.servers import started  # noqa: E402
-from velocast.publish import copy_store  # noqa: E402
-from velocast.tasks import TASK_NAMES  # noqa: E402
+from velocast.train.publish import copy_store  # noqa: E402
+from velocast.core.tasks import TASK_NAMES  # noqa: E402
 
 pytest_plugins = ["tests.gcs_fixtures"]
 
@@ -39,7 +39,7 @@ TIMEOUT = 30
 @pytest.fixture(scope="module")
 def bucket(fake_gcs, trained_store) -> str:
     """A fresh bucket holding everything `trained_store` published."""
-    from velocast.store import LocalStore
+    from velocast.catalog.store import LocalStore
 
     name = fake_gcs.new_bucket("e2e")
     assert copy_store(LocalStore(trained_store), fake_gcs.store(name)).copied >= 12
@@ -89,7 +89,7 @@ def get(server: Server, path: str, **kw) -> requests.Response:
 
 
 def published(fake_gcs, bucket, task):
-    from velocast import registry
+    from velocast.catalog import registry
 
     return registry.list_entries(fake_gcs.store(bucket), task)
 
@@ -97,7 +97,7 @@ def published(fake_gcs, bucket, task):
 def republish(fake_gcs, bucket, entry, onnx_bytes: bytes | None = None, **metrics):
     """Publish a new version of `entry` (same card and, unless given, same ONNX bytes)
     with some metrics changed: a legitimate new published model, without training."""
-    from velocast import registry
+    from velocast.catalog import registry
 
     store = fake_gcs.store(bucket)
     card = registry.read_card(store, entry)
@@ -255,7 +255,7 @@ def test_better_model_is_served_after_refresh(regress, fake_gcs, bucket):
 
 def test_corrupt_model_is_refused_and_the_previous_one_keeps_answering(classify, fake_gcs,
                                                                         bucket):
-    from velocast import registry
+    from velocast.catalog import registry
 
     before = post(classify, OLD_BODIES["classify"])
     assert before.status_code == 200

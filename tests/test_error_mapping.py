@@ -1,22 +1,23 @@
-"""velocast.errors: domain errors carry no HTTP; one table maps them at the edge."""
+"""velocast.core.errors: domain errors carry no HTTP; one table maps them at the edge."""
 
 import ast
 import pathlib
 
 import pytest
 
-from velocast import errors
-from velocast.features import UnknownCounterError
+from velocast.core import errors
+from velocast.core.features import UnknownCounterError
 
-PACKAGE = pathlib.Path(errors.__file__).parent
-# Modules below the HTTP edge: they may raise domain errors, never an HTTP status.
-DOMAIN = ("features.py", "prediction.py", "model_cache.py", "catalog.py", "registry.py",
-          "tasks.py", "intervals.py", "recent_level.py", "advisories.py")
+PACKAGE = pathlib.Path(errors.__file__).parents[1]
+# Below the HTTP edge: they may raise domain errors, never an HTTP status.
+DOMAIN = [path for layer in ("core", "catalog") for path in (PACKAGE / layer).glob("*.py")
+          if path.name != "errors.py"]
 
 
 def test_every_domain_error_maps_to_one_status_and_code():
     for domain in (errors.NoModelAvailable("m"), errors.UnknownModelChoice("metric", "m"),
-                   errors.RecordError(0, "f", "m", "r")):
+                   errors.RecordError(0, "f", "m", "r"), errors.InvalidRequest("m"),
+                   errors.InvalidRecords("m")):
         assert not hasattr(domain, "status"), "a domain error decides no HTTP status"
     assert errors.as_http(errors.NoModelAvailable("nothing yet", 7)).headers == {"Retry-After": "7"}
     choice = errors.as_http(errors.UnknownModelChoice("metric", "unknown metric 'x'"))
@@ -36,8 +37,9 @@ def test_an_error_without_a_mapping_is_a_bug_not_a_silent_500():
 
 
 def test_domain_modules_never_build_an_http_error():
-    for name in DOMAIN:
-        tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+    assert len(DOMAIN) > 10
+    for path in DOMAIN:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} | \
             {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
-        assert "ApiError" not in used, f"{name} builds an HTTP error; raise a domain error"
+        assert "ApiError" not in used, f"{path.name} builds an HTTP error; raise a domain error"

@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 
 from tests.function_clients import error_of, load_function
-from velocast import registry
+from velocast.catalog import registry
 from velocast.dev.servers import free_port, stop_process
-from velocast.publish import copy_store
-from velocast.store import GCSStore, LocalStore
-from velocast.tasks import TASK_NAMES
+from velocast.train.publish import copy_store
+from velocast.catalog.store import GCSStore, LocalStore
+from velocast.core.tasks import TASK_NAMES
 
 FUNCTIONS = TASK_NAMES
 RECORD = {"nom_du_compteur": "Totem 73 boulevard de Sébastopol S-N",

@@ -11,11 +11,11 @@ import unicodedata
 import numpy as np
 import pytest
 
-from velocast import paris_calendar as cal
-from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
+from velocast.core import paris_calendar as cal
+from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                UnknownCounterError, build_matrix, counter_key, local_calendar)
-from velocast.errors import ApiError
-from velocast.schema import parse_records
+from velocast.core.errors import ApiError
+from velocast.core.schema import parse_records
 
 COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -260,9 +260,9 @@ def test_counter_table_survives_a_json_round_trip(table):
 
 
 def test_recent_level_rises_with_each_counters_own_last_days():
-    # Spec 3 (velocast.recent_level): long-run level + a shrunk, clipped recent shift;
+    # Spec 3 (velocast.core.recent_level): long-run level + a shrunk, clipped recent shift;
     # the planted holiday-dip and outage cases are in test_recent_level.py.
-    from velocast.recent_level import MAX_SHIFT, RECENT_DAYS
+    from velocast.core.recent_level import MAX_SHIFT, RECENT_DAYS
 
     start = epoch("2021-01-04T00:00:00+01:00")
     days = RECENT_DAYS + 30
@@ -353,8 +353,8 @@ def test_schema_parses_a_valid_batch_into_arrays():
 def test_runtime_modules_import_without_pandas_sklearn_or_skl2onnx():
     code = (
         "import sys, json\n"
-        "import velocast.features, velocast.schema, velocast.paris_calendar, "
-        "velocast.store, velocast.registry\n"
+        "import velocast.core.features, velocast.core.schema, velocast.core.paris_calendar, "
+        "velocast.catalog.store, velocast.catalog.registry\n"
         "heavy = sorted(m for m in sys.modules\n"
         "               if m.split('.')[0] in ('pandas', 'sklearn', 'skl2onnx'))\n"
         "print(json.dumps(heavy))\n"

@@ -25,7 +25,7 @@ pytest.register_assert_rewrite("tests.auth_files")
 
 from tests.auth_files import KeyFiles  # noqa: E402
 from tests.function_clients import OLD_BODIES  # noqa: E402
-from velocast import auth  # noqa: E402
+from velocast.serving import auth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "functions" / "regress" / "main.py"
@@ -53,7 +53,7 @@ class Records(logging.Handler):
 
 @pytest.fixture
 def logged():
-    # velocast.logs.configure() stops propagation at the "velocast" logger (JSON lines on
+    # velocast.serving.logs.configure() stops propagation at the "velocast" logger (JSON lines on
     # stdout), so listen there rather than through caplog.
     handler = Records()
     logger = logging.getLogger("velocast")

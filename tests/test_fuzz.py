@@ -28,8 +28,8 @@ from tests.fuzz_strategies import (
     raw_bodies,
     valid_records,
 )
-from velocast.registry import TASK_METRICS
-from velocast.tasks import TASK_NAMES
+from velocast.catalog.registry import TASK_METRICS
+from velocast.core.tasks import TASK_NAMES
 
 FUNCTIONS = TASK_NAMES
 MAX_RECORDS = 10_000

@@ -22,7 +22,7 @@ from velocast.dev.servers import free_port, get_status
 
 RECORD = {"nom_du_compteur": "Totem 73 boulevard de Sébastopol S-N",
           "date_et_heure_de_comptage": "2024-10-15T08:00:00+02:00"}
-# Above the grace a small body gets (velocast.body.GRACE_SECONDS), so that a small stalled
+# Above the grace a small body gets (velocast.serving.body.GRACE_SECONDS), so that a small stalled
 # body cut well before BODY_TIMEOUT shows the per-length deadline at work.
 BODY_TIMEOUT = 8
 
@@ -77,7 +77,7 @@ def test_stalled_bodies_do_not_stop_the_function_answering_others(server):
 
 
 def test_a_small_stalled_body_is_cut_after_its_grace_not_the_full_timeout(server):
-    from velocast.body import GRACE_SECONDS
+    from velocast.serving.body import GRACE_SECONDS
 
     sock = raw_request(server, post_head(1000), b'{"records": [')
     started = time.monotonic()
@@ -212,7 +212,7 @@ def test_memory_of_refused_padded_bodies_goes_back_to_the_os(trained_store, keys
     # Default limits: 10 MB bodies are within MAX_BODY_BYTES and refused by the structure
     # budget (413), or, sent without the key, read (a BigQuery call has its key in its
     # body) and refused (401). The worker kept +70 to +110 MB after three rounds of 8
-    # without velocast.body's fixed mmap threshold (glibc's per-thread heaps), and +77 MB
+    # without velocast.serving.body's fixed mmap threshold (glibc's per-thread heaps), and +77 MB
     # a round of keyless ones while the key refusal's traceback cycle held each body.
     env = {"MODEL_STORE": trained_store, "REFRESH_SECONDS": "3600", "THREADS": "8", **keys}
     pad = b",".join([b"[[]]"] * 2_000_000)

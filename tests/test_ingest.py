@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_portal import FakePortal, load_rows
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 from velocast.train import counts
 from velocast.train.ingest import ingest
 

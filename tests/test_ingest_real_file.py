@@ -13,7 +13,7 @@ import pytest
 
 from tests.fake_portal import FakePortal, load_rows
 from tests.ingest_cases import FAST, YEAR_FILE, at, ingest_day
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 from velocast.train import counts
 from velocast.train.ingest import ingest
 

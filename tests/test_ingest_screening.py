@@ -16,7 +16,7 @@ from tests.ingest_cases import portal  # noqa: F401  (the fixture)
 from tests.ingest_cases import ingest_day as daily
 from tests.ingest_cases import midnight, paris_day, snapshot, stored_values
 from velocast.ingest.__main__ import main
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 from velocast.train import counts
 
 pytestmark = pytest.mark.real_data

@@ -8,8 +8,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from velocast import intervals, tasks
-from velocast.features import PARIS
+from velocast.core import intervals, tasks
+from velocast.core.features import PARIS
 
 CARD = {
     "trained_to": "2021-08-09",

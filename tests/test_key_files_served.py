@@ -15,7 +15,7 @@ import requests
 from bench.common import Workers
 from tests.function_clients import Server
 from tests.transport_clients import RECORD
-from velocast import auth
+from velocast.serving import auth
 
 
 def _post(server, key: str) -> int:

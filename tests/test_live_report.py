@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 
 
 def test_report_plots_the_newest_measurement_per_day_and_version(tmp_path):

@@ -30,7 +30,7 @@ def _rows(day: str, counter: str, base: float):
 
 @pytest.fixture(scope="module")
 def counts_store(tmp_path_factory):
-    from velocast.store import open_store
+    from velocast.catalog.store import open_store
     from velocast.train import counts
 
     folder = tmp_path_factory.mktemp("data-bucket")

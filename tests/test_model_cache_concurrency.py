@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tests.threads import race
-from velocast.model_cache import ModelCache, NoModelAvailable
-from velocast.store import StoreUnavailable
+from velocast.serving.model_cache import ModelCache, NoModelAvailable
+from velocast.catalog.store import StoreUnavailable
 
 THREADS = 8
 

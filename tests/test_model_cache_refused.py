@@ -8,8 +8,8 @@ import shutil
 
 from tests.test_faults import FAULTS
 from velocast import catalog
-from velocast.model_cache import ModelCache
-from velocast.store import LocalStore
+from velocast.serving.model_cache import ModelCache
+from velocast.catalog.store import LocalStore
 
 
 def test_a_deleted_refused_version_leaves_the_refused_list(trained_store, tmp_path):

@@ -24,10 +24,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.function_clients import KNOWN_COUNTER, load_function
-from velocast import model_checks, registry
-from velocast.features import N_FEATURES, ONNX_INPUT_NAME, CounterTable, build_matrix
-from velocast.publish import copy_store
-from velocast.store import LocalStore
+from velocast.catalog import model_checks, registry
+from velocast.core.features import N_FEATURES, ONNX_INPUT_NAME, CounterTable, build_matrix
+from velocast.train.publish import copy_store
+from velocast.catalog.store import LocalStore
 
 # Sunday 2025-05-18 and Thursday 2025-05-01 (Labour Day): day type 2, where a
 # (n, 2, 24) profile used to fail.

@@ -38,8 +38,8 @@ def operations(document: dict):
 
 
 def test_openapi_lists_every_route_the_service_implements(openapi):
-    from velocast.page import PAGE_ROUTES
-    from velocast.service import ROUTES
+    from velocast.serving.page import PAGE_ROUTES
+    from velocast.serving.service import ROUTES
 
     assert openapi["openapi"] == "3.0.3"
     assert {path: {m.upper() for m in item if m != "parameters"}
@@ -55,10 +55,11 @@ def test_openapi_lists_every_route_the_service_implements(openapi):
 
 
 def test_openapi_matches_the_code(openapi):
-    from velocast import registry, tasks
-    from velocast.page import PAGE_ROUTES
-    from velocast.schema import MAX_NAME_LENGTH
-    from velocast.service import Settings
+    from velocast.catalog import registry
+    from velocast.core import tasks
+    from velocast.serving.page import PAGE_ROUTES
+    from velocast.core.schema import MAX_NAME_LENGTH
+    from velocast.serving.service import Settings
 
     schemas = openapi["components"]["schemas"]
     request = schemas["PredictRequest"]

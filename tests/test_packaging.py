@@ -31,7 +31,6 @@ from tests.bundles import (  # noqa: E402
 pytest_plugins = ["tests.bundles"]
 
 # Offline parts of shared/velocast/, never shipped.
-OFFLINE_PARTS = ("train", "ingest", "retrain", "dev", "publish.py")
 
 
 def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
@@ -40,19 +39,19 @@ def test_bundles_hold_main_requirements_and_runtime_modules_only(build_dir):
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         expected = sorted(["main.py", "requirements.txt",
                            *(f"velocast/{m}.py" for m in RUNTIME_MODULES)])
-        # Every .py of shared/velocast/ except the offline parts, and the static/ files
-        # the functions serve: a new runtime module is shipped too.
+        # The package's __init__.py and every file of core/, catalog/ and serving/ (its
+        # static/ included): a new module there ships, one anywhere else does not.
         package_dir = ROOT / "shared" / "velocast"
-        shipped = sorted(["main.py", "requirements.txt", *(
+        shipped = sorted(["main.py", "requirements.txt", "velocast/__init__.py", *(
             f"velocast/{p.relative_to(package_dir).as_posix()}"
-            for p in [*package_dir.rglob("*.py"), *(package_dir / "static").glob("*")]
-            if p.relative_to(package_dir).parts[0] not in OFFLINE_PARTS
-            and "__pycache__" not in p.parts)])
+            for layer in ("core", "catalog", "serving") for p in (package_dir / layer).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts)])
         assert files == shipped
         assert set(expected) <= set(files)
-        assert {f"velocast/static/{f}" for f in PAGE_FILES} <= set(files)
+        assert {f"velocast/serving/static/{f}" for f in PAGE_FILES} <= set(files)
         assert not any(f.startswith("velocast/train") for f in files)
-        assert not any(f.startswith(("velocast/dev", "velocast/publish")) for f in files)
+        assert not any(f.startswith(("velocast/dev", "velocast/models", "velocast/ingest",
+                                     "velocast/retrain")) for f in files)
         assert (folder / "main.py").read_bytes() == (ROOT / "functions" / fn / "main.py").read_bytes()
         assert ((folder / "requirements.txt").read_bytes()
                 == (ROOT / "functions" / fn / "requirements.txt").read_bytes())
@@ -102,19 +101,19 @@ def test_package_refuses_bad_requirements(tmp_path, line, reason):
 
 
 @pytest.mark.parametrize("module, source", [
-    ("auth.py", "import sklearn\n"),
-    ("auth.py", "def f():\n    import pandas as pd\n"),
-    ("auth.py", "from skl2onnx import convert_sklearn\n"),
-    ("auth.py", "import onnx\n"),
-    ("auth.py", "from velocast.train.pipeline import train\n"),
-    ("auth.py", "from velocast import train\n"),
-    ("auth.py", "from .train import pipeline\n"),
-    ("auth.py", "from . import train\n"),
+    ("serving/auth.py", "import sklearn\n"),
+    ("serving/auth.py", "def f():\n    import pandas as pd\n"),
+    ("serving/auth.py", "from skl2onnx import convert_sklearn\n"),
+    ("serving/auth.py", "import onnx\n"),
+    ("serving/auth.py", "from velocast.train.pipeline import train\n"),
+    ("serving/auth.py", "from velocast import train\n"),
+    ("serving/auth.py", "from ..train import pipeline\n"),
+    ("serving/auth.py", "from .. import train\n"),
     ("__init__.py", "from .train import pipeline\n"),
-    ("auth.py", "import importlib\nimportlib.import_module('sklearn.linear_model')\n"),
-    ("auth.py", "__import__('pandas')\n"),
-    ("auth.py", "from velocast.dev.servers import FunctionServer\n"),
-    ("auth.py", "from velocast.publish import copy_store\n"),
+    ("serving/auth.py", "import importlib\nimportlib.import_module('sklearn.linear_model')\n"),
+    ("serving/auth.py", "__import__('pandas')\n"),
+    ("serving/auth.py", "from velocast.dev.servers import FunctionServer\n"),
+    ("serving/auth.py", "from velocast.train.publish import copy_store\n"),
 ])
 def test_package_refuses_offline_imports(tmp_path, monkeypatch, module, source):
     shared = tmp_path / "shared" / "velocast"

@@ -26,8 +26,8 @@ def keyed(trained_store):
 
 
 def test_counters_come_from_the_served_models_card(regress_fn, trained_store):
-    from velocast import registry
-    from velocast.store import open_store
+    from velocast.catalog import registry
+    from velocast.catalog.store import open_store
 
     r = regress_fn.get("/counters")
     assert r.status_code == 200, r.json
@@ -128,7 +128,7 @@ def test_no_cors_without_allowed_origins(classify_fn):
 
 @pytest.mark.parametrize("origins", ["*", "http://ok.example, *", "ok.example", "http://a/b"])
 def test_wildcard_or_malformed_origins_are_refused(origins):
-    from velocast import page
+    from velocast.serving import page
 
     with pytest.raises(ValueError, match="ALLOWED_ORIGINS"):
         page.PageConfig.from_env({"ALLOWED_ORIGINS": origins})

@@ -13,7 +13,7 @@ import pytest
 from tests.fake_portal import gzip_bomb
 from tests.ingest_cases import portal  # noqa: F401  (the fixture)
 from tests.ingest_cases import FAST, at, ingest_day, midnight, snapshot
-from velocast.store import LocalStore
+from velocast.catalog.store import LocalStore
 from velocast.train.ingest import ingest
 
 pytestmark = pytest.mark.real_data

@@ -1,4 +1,4 @@
-"""The prediction core (velocast.prediction) without any transport: records in, an
+"""The prediction core (velocast.core.prediction) without any transport: records in, an
 Answer out; the three bodies are adapters over it."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from velocast import tasks
-from velocast.features import Records
-from velocast.model_cache import ModelCache
-from velocast.prediction import Predictor
+from velocast.core import tasks
+from velocast.core.features import Records
+from velocast.serving.model_cache import ModelCache
+from velocast.core.prediction import Predictor
 
 KNOWN = "Totem 73 boulevard de Sébastopol S-N"
 EPOCH = 1747720800  # 2025-05-20 08:00 Paris
@@ -36,7 +36,7 @@ def test_a_known_counter_is_answered_with_the_tasks_fields_and_the_model(trained
 
 
 def test_the_core_imports_no_web_framework():
-    loaded = subprocess.run([sys.executable, "-c", "import sys, velocast.prediction; "
+    loaded = subprocess.run([sys.executable, "-c", "import sys, velocast.core.prediction; "
                              "print(sorted(m for m in ('flask', 'werkzeug', 'functions_framework') "
                              "if m in sys.modules))"], capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

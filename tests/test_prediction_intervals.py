@@ -6,10 +6,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from velocast import intervals, registry, tasks
-from velocast.features import CounterTable, build_matrix
-from velocast.schema import parse_records
-from velocast.store import open_store
+from velocast.core import intervals, tasks
+
+from velocast.catalog import registry
+from velocast.core.features import CounterTable, build_matrix
+from velocast.core.schema import parse_records
+from velocast.catalog.store import open_store
 
 pytest.register_assert_rewrite("tests.function_clients")
 

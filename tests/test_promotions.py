@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from velocast import promotions
-from velocast.store import LocalStore
+from velocast.catalog import promotions
+from velocast.catalog.store import LocalStore
 
 
 def promotion(version: str, **served) -> promotions.Promotion:

@@ -1,4 +1,4 @@
-"""velocast.publish: copying a model store write-once (registry entries last, an existing
+"""velocast.train.publish: copying a model store write-once (registry entries last, an existing
 object kept only when it holds the same bytes) and acting as the trainer service
 account through google-auth's impersonated credentials, against a loopback stand-in
 for the IAM Credentials API and fake-gcs-server."""
@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from velocast.publish import (STORAGE_SCOPE, Copied, PublishError, copy_store,
+from velocast.train.publish import (STORAGE_SCOPE, Copied, PublishError, copy_store,
                               impersonated_client)
-from velocast.store import LocalStore, open_store
+from velocast.catalog.store import LocalStore, open_store
 
 pytest_plugins = ["tests.gcs_fixtures"]
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from velocast import paris_calendar
-from velocast.features import PARIS
+from velocast.core import paris_calendar
+from velocast.core.features import PARIS
 from velocast.train import pipeline
 
 from tests.conftest import one_openmp_thread

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from velocast.registry import (
+from velocast.catalog.registry import (
     DEFAULT_METRIC,
     METRIC_DIRECTIONS,
     Entry,
@@ -25,7 +25,7 @@ from velocast.registry import (
     read_card,
     read_model_bytes,
 )
-from velocast.store import AlreadyExists, LocalStore, open_store
+from velocast.catalog.store import AlreadyExists, LocalStore, open_store
 
 pytest_plugins = ["tests.gcs_fixtures"]
 

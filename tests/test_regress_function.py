@@ -25,14 +25,14 @@ pytest_plugins = ["tests.function_clients"]
 
 
 def entries(trained_store):
-    from velocast import registry
-    from velocast.store import open_store
+    from velocast.catalog import registry
+    from velocast.catalog.store import open_store
 
     return registry.list_entries(open_store(str(trained_store)), "regress")
 
 
 def test_old_system_body(regress_fn, trained_store):
-    from velocast import registry
+    from velocast.catalog import registry
 
     r = regress_fn.post(OLD_BODIES["regress"])
     assert r.status_code == 200, r.json
@@ -52,7 +52,7 @@ def test_old_system_body(regress_fn, trained_store):
 
 
 def test_default_is_best_by_rmse_log(regress_fn, trained_store):
-    from velocast import registry
+    from velocast.catalog import registry
 
     r = regress_fn.post({"records": [SNAKE_RECORD]})
     assert r.status_code == 200

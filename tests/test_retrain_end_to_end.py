@@ -28,7 +28,7 @@ import requests
 
 from tests.fake_portal import FakePortal, load_rows
 from tests.function_clients import ROOT, Server
-from velocast import promotions, registry
+from velocast.catalog import promotions, registry
 
 pytest_plugins = ["tests.gcs_fixtures"]
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from velocast.features import PARIS, CounterTable
+from velocast.core.features import PARIS, CounterTable
 from velocast.train import gate
 from velocast.train.retrain import whole_days
 

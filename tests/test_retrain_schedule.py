@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from velocast.features import PARIS
-from velocast.store import LocalStore
+from velocast.core.features import PARIS
+from velocast.catalog.store import LocalStore
 from velocast.train import counts
 from velocast.train.retrain import retrain
 

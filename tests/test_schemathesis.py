@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from tests.function_clients import ROOT, VENV_BIN, Server
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 SPEC = ROOT / "openapi.yaml"
 CLI = VENV_BIN / "schemathesis"

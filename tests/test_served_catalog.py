@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from tests.function_clients import Server
-from velocast import catalog, promotions, registry
-from velocast.store import LocalStore
+from velocast import catalog
+from velocast.catalog import promotions, registry
+from velocast.catalog.store import LocalStore
 from velocast.train.retrain import _champions
 
 REFRESH_SECONDS = 1.0

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.threads import race
-from velocast.store import (
+from velocast.catalog.store import (
     AlreadyExists,
     GCSStore,
     LocalStore,
@@ -138,10 +138,10 @@ def test_open_store_rejects_bad_uris(uri):
 
 def test_importing_and_using_local_store_does_not_import_google_storage(tmp_path):
     code = (
-        "import sys, velocast.store, velocast.registry, velocast.models\n"
-        f"s = velocast.store.open_store({str(tmp_path)!r}); s.write_once('a', b'1'); s.list()\n"
+        "import sys, velocast.catalog.store, velocast.catalog.registry, velocast.models\n"
+        f"s = velocast.catalog.store.open_store({str(tmp_path)!r}); s.write_once('a', b'1'); s.list()\n"
         "assert 'google.cloud.storage' not in sys.modules, 'imported eagerly'\n"
-        "velocast.store.open_store('gs://some-bucket')\n"
+        "velocast.catalog.store.open_store('gs://some-bucket')\n"
         "assert 'google.cloud.storage' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from velocast.store import LocalStore, NotFound
+from velocast.catalog.store import LocalStore, NotFound
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ BUILD_ATTRIBUTES = {"runtime": "runtime", "entry_point": "entry_point"}
 
 def test_functions_map(tf):
     functions = _functions(tf)
-    # One function per Task (velocast.tasks.TASKS), no more, no less.
+    # One function per Task (velocast.core.tasks.TASKS), no more, no less.
     assert set(functions) == set(FUNCTION_SAS)
     # The local resolves the typed variable; nothing per function is written by hand.
     assert tf["locals"]["functions"].startswith("${{for name, fn in var.functions : name => merge(fn, {")
@@ -98,7 +98,7 @@ def test_function_build_and_runtime(tf, fn):
     assert body["location"] == "${var.region}"
     assert body["description"] == "${each.value.description}"
     assert spec["description"].startswith("velocast: ")
-    assert "velocast.tasks" not in spec["description"]
+    assert "velocast.core.tasks" not in spec["description"]
 
     sa = tf["resource"]["google_service_account.fn"]
     assert sa["for_each"] == "${local.functions}"
@@ -197,7 +197,7 @@ def test_keys_are_secret_volumes_read_at_latest(tf):
         "api_keys": "${google_secret_manager_secret.api_keys.secret_id}",
         "admin_key": "${google_secret_manager_secret.admin_key.secret_id}",
     }
-    # The paths velocast.auth documents, each secret on a mount of its own (a mount
+    # The paths velocast.serving.auth documents, each secret on a mount of its own (a mount
     # shadows its folder), none nested in another or in a restricted path.
     paths = {name: f"{f['mount_path']}/{f['path']}" for name, f in files.items()}
     assert paths == {"api_keys": "/etc/secrets/api-keys/keys", "admin_key": "/etc/secrets/admin-key/key"}

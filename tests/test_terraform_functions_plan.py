@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.tf_plan import functions_module, plan, resolved
-from velocast.tasks import TASK_NAMES
+from velocast.core.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 TF_DIR = ROOT / "terraform"

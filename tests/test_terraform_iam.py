@@ -187,8 +187,8 @@ def test_functions_read_only_the_counts_prefix_of_the_data_bucket(tf):
     assert expression == (f'resource.name.startsWith("{objects}") || api.getAttribute('
                           '"storage.googleapis.com/objectListPrefix", "").startsWith("counts/")')
     # What the functions read is inside it: the data bucket's root, the reader's
-    # prefixes (velocast.measured).
-    from velocast import measured
+    # prefixes (velocast.serving.measured).
+    from velocast.serving import measured
 
     assert tf["locals"]["function_env"]["COUNTS_STORE"] == "gs://${google_storage_bucket.data.name}"
     assert measured.MANIFESTS.startswith("counts/")

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeRegressor
 
-from velocast import registry
-from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, PARIS,
+from velocast.catalog import registry
+from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, PARIS,
                                CounterTable, build_matrix)
-from velocast.schema import parse_records
-from velocast.store import LocalStore
+from velocast.core.schema import parse_records
+from velocast.catalog.store import LocalStore
 from velocast.train import export, pipeline, sample
 from velocast.train.data import load_counts
 

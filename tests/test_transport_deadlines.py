@@ -1,5 +1,5 @@
 """Issue 25, N5 and N7: a request that stops part-way is cut within the body's grace
-(velocast.body.GRACE_SECONDS, 2 s), whether it stopped in its head, in a chunked body or
+(velocast.serving.body.GRACE_SECONDS, 2 s), whether it stopped in its head, in a chunked body or
 in a length-declared one, and the 408 reaches the client before the close; a chunked
 body that keeps coming at the minimal rate is not cut. Real regress server on loopback,
 raw sockets."""
@@ -16,7 +16,7 @@ import requests
 from tests.function_clients import Server
 from tests.transport_clients import (RECORD, STALLED_CHUNKED, STALLED_HEAD, answer,
                                      post_head, send, status_line)
-from velocast.body import GRACE_SECONDS, MIN_BYTES_PER_SECOND
+from velocast.serving.body import GRACE_SECONDS, MIN_BYTES_PER_SECOND
 
 THREADS = 4
 BODY_TIMEOUT = 10  # the default: a stall cut at the grace is cut well before it

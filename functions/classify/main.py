@@ -1,11 +1,11 @@
 """Cloud Function `classify`: will a Paris bike counter be busy ("affluence": above
 its usual level) at a given hour? What the task is and how its answers look is
-`velocast.tasks.TASKS["classify"]`."""
+`velocast.core.tasks.TASKS["classify"]`."""
 
 import functions_framework
 
-from velocast import server_errors
-from velocast.service import Service
+from velocast.serving import server_errors
+from velocast.serving.service import Service
 
 service = Service("classify")
 server_errors.install()

@@ -1,10 +1,10 @@
 """Cloud Function `regress`: the hourly bike count at a Paris counter. What the task is
-and how its answers look is `velocast.tasks.TASKS["regress"]`."""
+and how its answers look is `velocast.core.tasks.TASKS["regress"]`."""
 
 import functions_framework
 
-from velocast import server_errors
-from velocast.service import Service
+from velocast.serving import server_errors
+from velocast.serving.service import Service
 
 service = Service("regress")
 server_errors.install()

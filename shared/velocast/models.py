@@ -16,11 +16,11 @@ import json
 import logging
 import sys
 
-from . import tasks
-from .catalog import Snapshot
-from .promotions import list_promotions
-from .registry import DEFAULT_METRIC, TASKS, list_entries
-from .store import StoreError, open_store
+from velocast.core import tasks
+from velocast.catalog import Snapshot
+from velocast.catalog.promotions import list_promotions
+from velocast.catalog.registry import DEFAULT_METRIC, TASKS, list_entries
+from velocast.catalog.store import StoreError, open_store
 
 # Shown first, in this order, when present; other metrics follow alphabetically.
 KEY_METRICS = {task.name: list(task.metrics) for task in tasks.TASKS.values()}

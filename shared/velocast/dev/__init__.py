@@ -7,5 +7,5 @@ and refuses runtime code that imports it.
   port in its own process group, wait until it answers, stop the whole group.
 - `velocast.dev.venvs`: a fresh venv holding one requirements.txt and nothing else,
   and what it weighs once installed.
-- copying a store (registry entries last) is publishing: `velocast.publish.copy_store`.
+- copying a store (registry entries last) is publishing: `velocast.train.publish.copy_store`.
 """

@@ -7,7 +7,7 @@ import argparse
 import datetime as dt
 import sys
 
-from velocast.store import open_store
+from velocast.catalog.store import open_store
 from velocast.train import counts
 from velocast.train.ingest import OVERLAP_HOURS, ingest
 from velocast.train.portal import DEFAULT_SOURCE

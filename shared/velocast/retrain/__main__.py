@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from velocast.store import StoreError
+from velocast.catalog.store import StoreError
 from velocast.train.pipeline import MODELS
 from velocast.train.portal import DEFAULT_SOURCE
 from velocast.train.retrain import HOLDOUT_DAYS, TOLERANCE, WINDOW_DAYS, retrain

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from velocast.store import StoreError, open_store
+from velocast.catalog.store import StoreError, open_store
 from velocast.train.counts import load_window
 from velocast.train.data import DataFormatError, load_counts
 from velocast.train.pipeline import MODELS, say, summary_table, train
@@ -27,7 +27,7 @@ def load_frame(data: str | None, store_uri: str | None, window_days: int = WINDO
 
 
 def main(argv=None, store=None) -> int:
-    """`store`: an opened Store to publish to instead of opening --store (velocast.publish
+    """`store`: an opened Store to publish to instead of opening --store (velocast.train.publish
     passes one whose client acts as the trainer service account)."""
     parser = argparse.ArgumentParser(
         prog="python -m velocast.train",

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from velocast import paris_calendar
-from velocast.features import FEATURE_SPEC_VERSION, PARIS
+from velocast.core import paris_calendar
+from velocast.core.features import FEATURE_SPEC_VERSION, PARIS
 from velocast.train import backtest_report, backtest_score, export, pipeline
 from velocast.train.backtest_score import paris_midnight
 from velocast.train.baselines import PlainHGB, SeasonalNaive, TwentyLine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from velocast.intervals import HORIZONS
+from velocast.core.intervals import HORIZONS
 from velocast.train.backtest_score import DAY_TYPE_NAMES, MARGIN
 from velocast.train.calibration import LEVEL
 

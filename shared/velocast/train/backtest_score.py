@@ -3,7 +3,7 @@ cross-conformal 80 % intervals per horizon bucket, the mean over the folds and t
 decision rule a change is kept by.
 
 Horizon: day 1 is the first local day after the training rows (the fold's origin; a
-served model's `trained_to` + 1), the buckets are `velocast.intervals.HORIZONS`.
+served model's `trained_to` + 1), the buckets are `velocast.core.intervals.HORIZONS`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import datetime as dt
 
 import numpy as np
 
-from velocast.features import PARIS, local_calendar
-from velocast.intervals import HORIZONS, horizon_bucket
+from velocast.core.features import PARIS, local_calendar
+from velocast.core.intervals import HORIZONS, horizon_bucket
 from velocast.train import pipeline
 from velocast.train.calibration import LEVEL, offsets
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from velocast.features import PARIS, local_calendar
+from velocast.core.features import PARIS, local_calendar
 
 WEEK_SECONDS = 7 * 86400.0
 

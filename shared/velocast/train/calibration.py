@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from velocast.features import FEATURE_SPEC_VERSION
+from velocast.core.features import FEATURE_SPEC_VERSION
 
 LEVEL = 0.8
 # Offsets are residual quantiles at this coverage: leave-one-fold-out on the 6 backtest

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from velocast.schema import normalize_key
+from velocast.core.schema import normalize_key
 
 # normalized name -> the export's header, for error messages
 REQUIRED_COLUMNS = {

@@ -13,8 +13,8 @@ import sys
 import time
 import zlib
 
-from velocast.features import PARIS
-from velocast.store import AlreadyExists, NotFound, Store, StoreError, StoreUnavailable
+from velocast.core.features import PARIS
+from velocast.catalog.store import AlreadyExists, NotFound, Store, StoreError, StoreUnavailable
 from velocast.train.portal import LABELS
 
 

@@ -10,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
-from velocast import tasks
-from velocast.features import N_FEATURES, ONNX_INPUT_NAME
+from velocast.core import tasks
+from velocast.core.features import N_FEATURES, ONNX_INPUT_NAME
 
 # Pinned so a model exported today loads in the functions' onnxruntime for years.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}

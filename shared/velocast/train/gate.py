@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from velocast import tasks
-from velocast.features import PARIS, CounterTable, Records, build_matrix
+from velocast.core import tasks
+from velocast.core.features import PARIS, CounterTable, Records, build_matrix
 
 PANEL_DAYS = 7
 # The median over counters of (candidate's weekly total / champion's) on the panel

@@ -9,7 +9,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
-from velocast.store import Store, open_store
+from velocast.catalog.store import Store, open_store
 from velocast.train import counts, portal, screen
 
 # Re-fetch this much before the newest stored hour: the portal corrects recent hours

@@ -24,10 +24,12 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from velocast import recent_level, registry, tasks
-from velocast.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
+from velocast.core import recent_level, tasks
+
+from velocast.catalog import registry
+from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                Records, build_matrix)
-from velocast.store import Store, open_store
+from velocast.catalog.store import Store, open_store
 from velocast.train import calibration, export
 
 MAX_ONNX_BYTES = 5 * 1024 * 1024

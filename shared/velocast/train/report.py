@@ -15,8 +15,10 @@ import argparse
 import json
 import sys
 
-from velocast import promotions, tasks
-from velocast.store import open_store
+from velocast.catalog import promotions
+
+from velocast.core import tasks
+from velocast.catalog.store import open_store
 
 # One panel per metric each task's kind tracks live.
 PANELS = tuple((t.name, m, f"{t.name}: {t.kind.metric_titles.get(m, m)}")

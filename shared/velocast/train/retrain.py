@@ -28,8 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from velocast import catalog, paris_calendar, promotions, registry, tasks
-from velocast.store import Store, open_store
+from velocast import catalog
+
+from velocast.core import paris_calendar, tasks
+
+from velocast.catalog import promotions, registry
+from velocast.catalog.store import Store, open_store
 from velocast.train import calibration, counts, export, gate, scoring
 from velocast.train.ingest import IngestReport, ingest
 from velocast.train.pipeline import (MODELS, Outcome, data_range, evaluate, fit, prepare,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from velocast import paris_calendar as cal
-from velocast.features import PARIS
+from velocast.core import paris_calendar as cal
+from velocast.core.features import PARIS
 
 # (name, site id, "lat,lon", relative level) from the Paris export.
 COUNTERS = (

@@ -10,9 +10,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from velocast import promotions, tasks
-from velocast.features import PARIS, Records, build_matrix
-from velocast.store import Store
+from velocast.catalog import promotions
+
+from velocast.core import tasks
+from velocast.core.features import PARIS, Records, build_matrix
+from velocast.catalog.store import Store
 from velocast.train.pipeline import classification_metrics, regression_metrics
 
 

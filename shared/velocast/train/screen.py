@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast.features import PARIS
-from velocast.store import Store
+from velocast.core.features import PARIS
+from velocast.catalog.store import Store
 from velocast.train import counts
 
 FUTURE_MARGIN = 2 * 3600

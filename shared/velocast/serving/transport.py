@@ -1,5 +1,5 @@
 """What the functions change in gunicorn, the HTTP server functions-framework runs them
-on (`velocast.server_errors.install` calls `install` when a function module loads).
+on (`velocast.serving.server_errors.install` calls `install` when a function module loads).
 
 gunicorn 27 has no setting for either (its settings: docs.gunicorn.org/en/stable/settings.html;
 `timeout` is the worker heartbeat, `keepalive` the idle time between requests):
@@ -7,7 +7,7 @@ gunicorn 27 has no setting for either (its settings: docs.gunicorn.org/en/stable
   no timeout once the first byte has come, so 8 clients sending `POST /predict
   HTTP/1.1\\r\\nHost: x\\r\\n` and nothing more held every thread for as long as they
   liked (issue 25, N5). The head now gets HEAD_SECONDS from its first byte (the body
-  watchdog of velocast.body shuts the read side down), then a 408 and the close.
+  watchdog of velocast.serving.body shuts the read side down), then a 408 and the close.
   gunicorn's wait for that first byte (DEFAULT_WORKER_DATA_TIMEOUT, 5 s, in a pool thread
   too) is cut to the same bound.
 - `Connection: close` from the application. gunicorn drops it as hop-by-hop and keeps
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import logging
 
-from velocast.body import GRACE_SECONDS, WATCHDOG
+from velocast.serving.body import GRACE_SECONDS, WATCHDOG
 
 log = logging.getLogger("velocast.transport")
 
 # A head is a few hundred bytes (8 KiB at most in practice): at the body's minimal rate
-# (velocast.body.MIN_BYTES_PER_SECOND) it needs 0.08 s, so it gets the body's grace.
+# (velocast.serving.body.MIN_BYTES_PER_SECOND) it needs 0.08 s, so it gets the body's grace.
 HEAD_SECONDS = GRACE_SECONDS
 # How long a new connection may hold a pool thread before its first byte; after it the
 # connection waits on gunicorn's poller (no thread) for up to its keepalive (2 s).
@@ -46,7 +46,7 @@ def install() -> None:
         from gunicorn.http import parser, wsgi  # noqa: PLC0415
     except ImportError:  # functions-framework --debug runs Flask's own server
         return
-    from velocast.server_errors import write_error  # noqa: PLC0415
+    from velocast.serving.server_errors import write_error  # noqa: PLC0415
 
     head = parser.Parser.__next__
 

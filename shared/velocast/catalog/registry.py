@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from . import tasks
-from .store import AlreadyExists, NotFound, Store, StoreError
+from velocast.core import tasks
+from velocast.catalog.store import AlreadyExists, NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ __all__ = [
     "read_verified",
 ]
 
-# Derived from velocast.tasks, the one description of each task.
+# Derived from velocast.core.tasks, the one description of each task.
 METRIC_DIRECTIONS: dict[str, str] = tasks.METRIC_DIRECTIONS
 DEFAULT_METRIC: dict[str, str] = {t.name: t.default_metric for t in tasks.TASKS.values()}
 TASKS = tasks.TASK_NAMES
@@ -70,7 +70,7 @@ class Entry:
     trained_to: str
     published_at: str
     # The card's bytes' sha256. Older entries lack it and still serve (their stores must
-    # keep working), with a warning at load; their card still passes velocast.model_checks.
+    # keep working), with a warning at load; their card still passes velocast.catalog.model_checks.
     card_sha256: str = ""
     # A retrain's run: such an entry is served only once a promotion names it (catalog).
     run: str = ""

@@ -1,6 +1,6 @@
-"""The ``gs://bucket/prefix`` store (velocast.store.GCSStore), through google-cloud-storage.
+"""The ``gs://bucket/prefix`` store (velocast.catalog.store.GCSStore), through google-cloud-storage.
 
-Imported only when a gs:// store is opened (velocast.store resolves GCSStore lazily):
+Imported only when a gs:// store is opened (velocast.catalog.store resolves GCSStore lazily):
 the client library costs ~0.2 s of cold start that a function reading a local store
 (tests, local runs) should not pay.
 """
@@ -13,7 +13,7 @@ import re
 import threading
 import time
 
-from velocast.store import (
+from velocast.catalog.store import (
     AlreadyExists,
     NotFound,
     Store,

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from velocast import paris_calendar as cal
-from velocast.errors import RecordError
-from velocast.recent_level import RECENT_DAYS, recent_shift
+from velocast.core import paris_calendar as cal
+from velocast.core.errors import RecordError
+from velocast.core.recent_level import RECENT_DAYS, recent_shift
 
 # Bump when a feature's meaning, order or the counter table changes: a function
 # refuses a model trained with another version.
@@ -46,7 +46,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "counter_profile",     # counter's mean log1p(count) for this day type and hour
     "profile_vs_mean",     # counter_profile - counter_log_mean: busy hour or not
     "days",                # days since 2020-01-01, clipped to the training range
-    "counter_recent",      # counter's mean log1p(count) + its recent shift (velocast.recent_level)
+    "counter_recent",      # counter's mean log1p(count) + its recent shift (velocast.core.recent_level)
 )
 N_FEATURES = len(FEATURE_NAMES)
 # Offset regressors learn log1p(count) - counter_recent; 3 backtest folds: 0.772 -> 0.685.
@@ -54,7 +54,7 @@ DAY_ZERO = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 # The name of the one ONNX input, a float32 (rows, N_FEATURES) matrix: the exporter
 # writes it, the functions check it before serving a model.
 ONNX_INPUT_NAME = "features"
-# The request fields the features read (snake_case; velocast.schema also takes the
+# The request fields the features read (snake_case; velocast.core.schema also takes the
 # export's French headers).
 COUNTER = "nom_du_compteur"
 DATE = "date_et_heure_de_comptage"
@@ -301,7 +301,7 @@ class OutOfAreaError(RecordError):
 @dataclass
 class Records:
     """What the features read from a batch of records, training rows or request records
-    alike: a new request field is added here and in `velocast.schema` only."""
+    alike: a new request field is added here and in `velocast.core.schema` only."""
 
     names: list[str] = field(default_factory=list)
     epoch_seconds: np.ndarray = field(default_factory=lambda: np.empty(0))   # UTC instants

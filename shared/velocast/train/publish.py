@@ -1,7 +1,7 @@
 """Publish models into a deployed store: what `make publish` (scripts/cloud.sh) runs.
 
-    python -m velocast.publish copy  --to gs://BUCKET --from FOLDER_STORE [--as SA]
-    python -m velocast.publish train --to gs://BUCKET --data CSV [--models a,b] [--as SA]
+    python -m velocast.train.publish copy  --to gs://BUCKET --from FOLDER_STORE [--as SA]
+    python -m velocast.train.publish train --to gs://BUCKET --data CSV [--models a,b] [--as SA]
 
 `copy` copies an already-trained folder store; `train` trains on the export and
 publishes as `python -m velocast.train` does. Writes are velocast's own write-once
@@ -20,7 +20,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from velocast.store import AlreadyExists, Store, open_store
+from velocast.catalog.store import AlreadyExists, Store, open_store
 
 # What the impersonated token may do: the trainer's bucket role, nothing wider.
 STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
@@ -80,7 +80,7 @@ def say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m velocast.publish",
+    parser = argparse.ArgumentParser(prog="python -m velocast.train.publish",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["copy", "train"])
     parser.add_argument("--to", required=True, help="destination store: gs://bucket[/prefix]")

@@ -32,10 +32,12 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from . import intervals, model_checks, promotions, registry, tasks
-from .features import FEATURE_SPEC_VERSION, CounterTable
-from .registry import METRIC_DIRECTIONS, Entry
-from .store import Store, StoreError
+from velocast.core import intervals, tasks
+
+from velocast.catalog import model_checks, promotions, registry
+from velocast.core.features import FEATURE_SPEC_VERSION, CounterTable
+from velocast.catalog.registry import METRIC_DIRECTIONS, Entry
+from velocast.catalog.store import Store, StoreError
 
 log = logging.getLogger("velocast.catalog")
 

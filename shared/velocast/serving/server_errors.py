@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from velocast import transport
+from velocast.serving import transport
 
 _CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
           408: "request_timeout", 413: "payload_too_large", 431: "headers_too_large"}
@@ -50,7 +50,7 @@ def write_error(sock, status_int, reason, mesg):
 
 def install() -> None:
     """Called once per process when a function module is loaded; also installs the
-    head deadline and the close handling of velocast.transport."""
+    head deadline and the close handling of velocast.serving.transport."""
     import functions_framework  # noqa: PLC0415
     from werkzeug.exceptions import HTTPException  # noqa: PLC0415
 

@@ -58,7 +58,7 @@ def _regress_response(outputs, model, epoch_seconds=None) -> dict:
     counts = np.clip(np.expm1(log_counts), 0.0, None)
     response = {"predictions": [round(c, 1) for c in finite(counts)]}
     interval = getattr(model, "interval", None)
-    if interval is not None:   # the card's 80 % interval (velocast.intervals), per horizon
+    if interval is not None:   # the card's 80 % interval (velocast.core.intervals), per horizon
         lower, upper = interval.bounds(log_counts, epoch_seconds)
         response.update(lower=[round(c, 1) for c in finite(lower)],
                         upper=[round(c, 1) for c in finite(upper)],
@@ -107,14 +107,14 @@ class Kind:
     model_output: Callable[[list], np.ndarray]   # ONNX outputs -> the scored value per row
     # (ONNX outputs, loaded model, records' UTC instants or None) -> response fields
     response: Callable[[list, object, object], dict]
-    # What a model must output to be served (velocast.model_checks): the outputs' layout
+    # What a model must output to be served (velocast.catalog.model_checks): the outputs' layout
     # and the range of model_output's values (None: any finite value).
     onnx_outputs: tuple[OnnxOutput, ...]
     output_range: tuple[float, float] | None
     live_metrics: tuple[str, ...]            # live accuracy and `make report` track these
     metric_titles: dict = field(default_factory=dict)   # report panel titles
-    interval: bool = False                   # answers an 80 % interval (velocast.intervals)
-    # Other callers' bodies (velocast.protocols): reply name -> BigQuery SQL type, the
+    interval: bool = False                   # answers an 80 % interval (velocast.core.intervals)
+    # Other callers' bodies (velocast.serving.protocols): reply name -> BigQuery SQL type, the
     # default for BigQuery and for Vertex AI, and (output, response) -> i -> reply.
     outputs: dict = field(default_factory=dict)
     bigquery_output: str = ""
@@ -165,7 +165,7 @@ class Task:
 
     def answer(self, outputs, model, epoch_seconds=None) -> dict:
         """The response fields for the ONNX outputs; the records' instants place each
-        record in its interval's horizon bucket (velocast.intervals)."""
+        record in its interval's horizon bucket (velocast.core.intervals)."""
         if self.respond is not None:
             return self.respond(outputs, model)
         return self.kind.response(outputs, model, epoch_seconds)

@@ -72,7 +72,7 @@ def partial_outage_rows(names: np.ndarray, epoch: np.ndarray, counts: np.ndarray
     """True for the rows of counter-days whose mean log1p(count) is more than
     OUTAGE_LOG below the counter's profile (mean log1p per day type and hour over the
     `usable` rows): a half-broken sensor, or a dip no other day of the counter had."""
-    from velocast.features import local_calendar  # noqa: PLC0415  (features imports this module)
+    from velocast.core.features import local_calendar  # noqa: PLC0415  (features imports this module)
 
     calendar = local_calendar(epoch)
     _, counter = np.unique(names, return_inverse=True)

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from velocast.errors import ApiError
+from velocast.core.errors import ApiError
 
 # Per record: an object, a coordinate list and the request's own containers...
 CONTAINERS_PER_RECORD, CONTAINER_SLACK = 4, 64
@@ -177,7 +177,7 @@ def _read_chunked(stream, limit: int, ticket: int, started: float, timeout: floa
 
 
 # After an answer that left its body unread the connection closes ("Connection: close",
-# velocast.transport); gunicorn then lingers on the read side for up to 2 s on its main
+# velocast.serving.transport); gunicorn then lingers on the read side for up to 2 s on its main
 # thread (gunicorn.util.close_graceful), where it accepts every connection. The linger
 # is cut this soon after the answer, which is written well before (under a millisecond, unloaded).
 UNREAD_LINGER_SECONDS = 1.0

@@ -4,8 +4,8 @@ response.
 
 Routes: POST / and /predict, GET /health, GET /models, POST /refresh (aliases
 /refresh_model and the old front's /refresh_models), GET /docs and /openapi.json,
-GET /counters, GET /counts (velocast.measured); the forecast page, /docs and CORS
-preflights are velocast.page's.
+GET /counters, GET /counts (velocast.serving.measured); the forecast page, /docs and CORS
+preflights are velocast.serving.page's.
 Every error is {"error": {"code", "message", "details"}}.
 """
 
@@ -19,12 +19,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from velocast import api_docs, catalog, logs, measured, page, protocols, tasks
-from velocast import body as request_body
-from velocast.errors import ApiError, Error, as_http
-from velocast.model_cache import ModelCache
-from velocast.prediction import Predictor
-from velocast.schema import parse_json, parse_records
+from velocast.serving import api_docs, logs, measured, page, protocols
+
+from velocast import catalog
+
+from velocast.core import tasks
+from velocast.serving import body as request_body
+from velocast.core.errors import ApiError, Error, as_http
+from velocast.serving.model_cache import ModelCache
+from velocast.core.prediction import Predictor
+from velocast.core.schema import parse_json, parse_records
 
 log = logging.getLogger("velocast.service")
 MAX_WARNINGS = 100
@@ -119,7 +123,7 @@ class Service:
         with self._lock:
             if self._settings is not None:
                 return
-            from velocast.auth import KeyRing  # noqa: PLC0415
+            from velocast.serving.auth import KeyRing  # noqa: PLC0415
 
             logs.configure()
             settings = Settings.from_env(self.environ)
@@ -375,7 +379,7 @@ def _answer_unread(request, payload, status: int, headers: dict):
     """A body this function did not read (refused early, or stalled) must not be read
     afterwards: functions-framework's after-request hook reads whatever is left, which
     made a 413 wait for a 300 MB body and a declared 10 GB one wait forever. The hook
-    skips streamed responses. The connection closes after the answer (velocast.transport
+    skips streamed responses. The connection closes after the answer (velocast.serving.transport
     makes gunicorn honour the header): kept alive, what is left of the body would be read
     as the next request, or cut under it (issue 25, N6)."""
     import flask  # noqa: PLC0415  (bundled with functions-framework)

@@ -15,11 +15,15 @@ import threading
 import time
 import weakref
 
-from velocast import catalog, registry, tasks
+from velocast import catalog
+
+from velocast.catalog import registry
+
+from velocast.core import tasks
 from velocast.catalog import LoadedModel
-from velocast.errors import NoModelAvailable, UnknownModelChoice
-from velocast.features import FEATURE_SPEC_VERSION
-from velocast.store import Store, StoreError, StoreUnavailable, open_store
+from velocast.core.errors import NoModelAvailable, UnknownModelChoice
+from velocast.core.features import FEATURE_SPEC_VERSION
+from velocast.catalog.store import Store, StoreError, StoreUnavailable, open_store
 
 log = logging.getLogger("velocast.model_cache")
 

@@ -29,19 +29,19 @@ from operator import itemgetter
 
 import numpy as np
 
-from velocast import tasks
-from velocast.errors import ApiError, NoModelAvailable, UnknownModelChoice, as_http
-from velocast.body import check_count
-from velocast.features import Records
-from velocast.prediction import Predictor
-from velocast.schema import MAX_NAME_LENGTH, parse_records, parse_timestamp
+from velocast.core import tasks
+from velocast.core.errors import ApiError, NoModelAvailable, UnknownModelChoice, as_http
+from velocast.serving.body import check_count
+from velocast.core.features import Records
+from velocast.core.prediction import Predictor
+from velocast.core.schema import MAX_NAME_LENGTH, parse_records, parse_timestamp
 
 # The SQL signature every remote function over these endpoints declares, in order
 # (tests/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
 BIGQUERY_ARGUMENTS = (("counter", "STRING"), ("ts", "TIMESTAMP"), ("lat", "FLOAT64"),
                       ("lon", "FLOAT64"))
 # What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type
-# (each task's kind says, velocast.tasks.Kind).
+# (each task's kind says, velocast.core.tasks.Kind).
 OUTPUTS = {t.name: t.kind.outputs for t in tasks.TASKS.values()}
 CONTEXT_KEYS = ("model_type", "metric", "output", "api_key")
 MAX_ERROR_CHARS = 900  # BigQuery shows errorMessage to the SQL user; keep it under 1 KB
@@ -201,7 +201,7 @@ def _predict(caller: Caller, records: Records, options: dict, bigquery_body: boo
         return caller.predictor.predict(records, options["model_type"], options["metric"],
                                         skip_unscorable)
     except (UnknownModelChoice, NoModelAvailable) as exc:
-        # BigQuery's caller mistakes are 400s (velocast.errors.HTTP says 422: _error maps
+        # BigQuery's caller mistakes are 400s (velocast.core.errors.HTTP says 422: _error maps
         # it back for a Vertex body); a 503 on purpose: BigQuery retries it, and a model
         # appears on the next refresh.
         http = as_http(exc)

@@ -17,8 +17,8 @@ import datetime as dt
 
 import numpy as np
 
-from velocast import tasks
-from velocast.features import (N_FEATURES, ONNX_INPUT_NAME, PARIS, CounterTable, Records,
+from velocast.core import tasks
+from velocast.core.features import (N_FEATURES, ONNX_INPUT_NAME, PARIS, CounterTable, Records,
                                build_matrix)
 
 __all__ = ["ModelCheckError", "canary_records", "check"]

@@ -4,7 +4,7 @@ Every object is written once and never replaced, so readers can cache freely and
 concurrent writers can never clobber each other: the loser of a race gets
 ``AlreadyExists``. Names are ``/``-separated paths relative to the store root.
 
-Only the standard library is imported here; the GCS store (velocast.store_gcs, and
+Only the standard library is imported here; the GCS store (velocast.catalog.store_gcs, and
 ``google.cloud.storage`` with it) is imported when a ``gs://`` store is opened, because
 it costs ~0.2 s of cold start that a function reading a local store (tests, local
 runs) should not pay.
@@ -235,7 +235,7 @@ class LocalStore(Store):
 def __getattr__(name: str):
     # GCSStore lives in store_gcs.py, imported on first use (see the module docstring).
     if name == "GCSStore":
-        from velocast.store_gcs import GCSStore
+        from velocast.catalog.store_gcs import GCSStore
 
         return GCSStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -261,7 +261,7 @@ def open_store(uri: str, **gcs_options) -> Store:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise StoreError(f"invalid store URI {uri!r}: expected gs://bucket[/prefix]")
-        from velocast.store_gcs import GCSStore
+        from velocast.catalog.store_gcs import GCSStore
 
         return GCSStore(bucket, prefix, **gcs_options)
     if uri.startswith("file://"):

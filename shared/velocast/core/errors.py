@@ -1,7 +1,7 @@
 """velocast's errors: domain errors raised where a problem is found (no HTTP in them),
 mapped to HTTP in one table (`HTTP`, `as_http`) and rendered in one place
-(`velocast.service.Service.handle`; BigQuery's `{"errorMessage"}` in
-velocast.protocols), as functions-framework renders its own exception hierarchy.
+(`velocast.serving.service.Service.handle`; BigQuery's `{"errorMessage"}` in
+velocast.serving.protocols), as functions-framework renders its own exception hierarchy.
 
 Every error answers `{"error": {"code", "message", "details"}}`. Subclasses exist
 only where callers need to tell causes apart.
@@ -49,6 +49,14 @@ class RecordError(Error, ValueError):
         return self.reason
 
 
+class InvalidRequest(Error):
+    """The body's shape is wrong (not a record: `records` missing, empty, not a list)."""
+
+
+class InvalidRecords(Error, ValueError):
+    """Fields of records cannot be read: every one, by record and field, in `details`."""
+
+
 class ApiError(Error):
     """An error of the HTTP exchange itself (body, media type, route, key, limits),
     raised by the edge with its status."""
@@ -72,6 +80,8 @@ HTTP: dict[type, tuple] = {
     NoModelAvailable: (503, "no_model", lambda e: {"Retry-After": str(e.retry_after)}),
     UnknownModelChoice: (422, "invalid_request", lambda e: {}),
     RecordError: (422, "invalid_records", lambda e: {}),
+    InvalidRecords: (422, "invalid_records", lambda e: {}),
+    InvalidRequest: (422, "invalid_request", lambda e: {}),
 }
 
 
@@ -83,4 +93,4 @@ def as_http(exc: Error) -> ApiError:
         if kind in HTTP:
             status, code, headers = HTTP[kind]
             return ApiError(status, code, exc.message, exc.details, headers(exc))
-    raise TypeError(f"{type(exc).__name__} has no HTTP mapping in velocast.errors.HTTP")
+    raise TypeError(f"{type(exc).__name__} has no HTTP mapping in velocast.core.errors.HTTP")

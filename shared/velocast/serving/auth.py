@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from velocast.errors import ApiError
+from velocast.core.errors import ApiError
 
 __all__ = ["AuthError", "KeyRing"]
 

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from velocast import api_docs, paris_calendar
+from velocast.serving import api_docs
+
+from velocast.core import paris_calendar
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE = "forecast.html"

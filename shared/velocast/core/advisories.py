@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from velocast import paris_calendar as cal
-from velocast.features import PARIS, counter_key
+from velocast.core import paris_calendar as cal
+from velocast.core.features import PARIS, counter_key
 
 MAX_WARNINGS = 100
 

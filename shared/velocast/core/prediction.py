@@ -1,5 +1,5 @@
 """The prediction core: records in, an `Answer` out. No HTTP here: the old {"records"}
-body (velocast.service), BigQuery calls and Vertex AI instances (velocast.protocols)
+body (velocast.serving.service), BigQuery calls and Vertex AI instances (velocast.serving.protocols)
 are thin adapters that parse their body into `Records`, call `Predictor.predict`, and
 shape the answer; errors raised here are rendered by the edge.
 """
@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast import advisories, tasks
-from velocast.catalog import LoadedModel
-from velocast.features import COORDINATES, COUNTER, MAX_NEIGHBOUR_KM, Records, build_matrix
+from velocast.core import advisories, tasks
+from velocast.core.features import COORDINATES, COUNTER, MAX_NEIGHBOUR_KM, Records, build_matrix
 
 
 @dataclass
 class Answer:
     fields: dict                  # the Task's response fields, one value per scored record
-    model: LoadedModel
+    # velocast.catalog.LoadedModel: run(matrix), describe(metric), table, interval (core
+    # sits below the catalog, so it names the model by what it uses, not by import).
+    model: object
     metric: str                   # the metric the model was chosen by
     warnings: list = field(default_factory=list)     # {"record", "field", "message"}
     rows: np.ndarray | None = None   # the records scored, when unscorable ones were skipped

@@ -26,9 +26,9 @@ import threading
 import time
 from collections import OrderedDict
 
-from velocast.errors import ApiError
-from velocast.features import PARIS, counter_key
-from velocast.store import Store, StoreError, open_store
+from velocast.core.errors import ApiError
+from velocast.core.features import PARIS, counter_key
+from velocast.catalog.store import Store, StoreError, open_store
 
 MANIFESTS = "counts/manifests/"
 # A manifest changes once a day (the daily ingest): re-listing at most every minute

@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from .store import NotFound, Store
+from velocast.catalog.store import NotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def write_promotion(store: Store, promotion: Promotion) -> None:
 # ------------------------------------------------------------------------ live accuracy
 
 def newest_live(store: Store, task: str) -> dict | None:
-    from .catalog import valid_version  # noqa: PLC0415  (catalog imports this module)
+    from velocast.catalog import valid_version  # noqa: PLC0415  (catalog imports this module)
 
     names = [n for n in store.list(f"{LIVE}{task}/") if n.endswith(".json")
              and valid_version(n.rsplit("/", 1)[-1][:-5])]

@@ -1,5 +1,5 @@
 """Request records: the old system's snake_case keys and the export's French headers,
-validated into the `velocast.features.Records` that `build_matrix` takes.
+validated into the `velocast.core.features.Records` that `build_matrix` takes.
 
 Every problem names its record, its field and why, so a client can fix its batch.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from velocast.errors import ApiError
-from velocast.features import COORDINATES, COUNTER, DATE, PARIS, Records
+from velocast.core.errors import InvalidRecords, InvalidRequest
+from velocast.core.features import COORDINATES, COUNTER, DATE, PARIS, Records
 
 MAX_NAME_LENGTH = 200
 MAX_FIELD_LENGTH = 200
@@ -197,14 +197,14 @@ def _conflicts(index: int, record: dict) -> list[FieldError]:
 
 
 def parse_records(records) -> Records:
-    """Validate a list of request records; raises ApiError (422) listing every bad
+    """Validate a list of request records; raises InvalidRecords listing every bad
     field, so one round trip shows the client all of its mistakes."""
     if not isinstance(records, list):
-        raise ApiError(422, "invalid_request", "'records' must be a list of objects",
-                       [{"field": "records", "reason": f"got {type(records).__name__}"}])
+        raise InvalidRequest("'records' must be a list of objects",
+                             [{"field": "records", "reason": f"got {type(records).__name__}"}])
     if not records:
-        raise ApiError(422, "invalid_request", "'records' is empty",
-                       [{"field": "records", "reason": "send at least one record"}])
+        raise InvalidRequest("'records' is empty",
+                             [{"field": "records", "reason": "send at least one record"}])
     parsed = Records()
     epochs, lats, lons = [], [], []
     errors: list[FieldError] = []
@@ -245,8 +245,7 @@ def parse_records(records) -> Records:
         shown = errors[:MAX_ERRORS_REPORTED]
         more = f" (first {len(shown)} shown)" if len(errors) > len(shown) else ""
         first = shown[0]
-        raise ApiError(
-            422, "invalid_records",
+        raise InvalidRecords(
             f"{len(errors)} invalid field(s){more}; first: record {first.record}, "
             f"field {first.field or '(record)'}: {first.reason}",
             [e.to_dict() for e in shown])

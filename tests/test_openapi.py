@@ -59,7 +59,7 @@ def test_openapi_matches_the_code(openapi):
     from velocast.core import tasks
     from velocast.serving.page import PAGE_ROUTES
     from velocast.core.schema import MAX_NAME_LENGTH
-    from velocast.serving.service import Settings
+    from velocast.serving.settings import Settings
 
     schemas = openapi["components"]["schemas"]
     request = schemas["PredictRequest"]

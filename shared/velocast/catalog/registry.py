@@ -25,7 +25,7 @@ import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from velocast.core import tasks
 from velocast.catalog.store import AlreadyExists, NotFound, Store, StoreError
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "METRIC_DIRECTIONS", "DEFAULT_METRIC", "TASKS", "TASK_METRICS", "Entry", "IntegrityError",
-    "new_version", "publish", "list_entries", "best", "read_card", "read_model_bytes",
+    "new_version", "publish", "list_entries", "read_card", "read_model_bytes",
     "read_verified",
 ]
 
@@ -142,7 +142,7 @@ def _clean_metrics(metrics: Any) -> dict[str, float]:
             raise ValueError(f"metric {k!r} must be a number, got {v!r}")
         v = float(v)
         if not math.isfinite(v):
-            # NaN would make every comparison in best() false and is not valid JSON.
+            # NaN would make every ranking comparison (catalog.ranked) false and is not valid JSON.
             raise ValueError(f"metric {k!r} is {v}; only finite values can be published")
         out[k] = v
     return out
@@ -319,31 +319,6 @@ def list_entries(store: Store, task: str | None = None) -> list[Entry]:
     entries = [e for e in loaded if e is not None]
     entries.sort(key=lambda e: (e.task, e.model_type, e.version))
     return entries
-
-
-def best(entries: Iterable[Entry], task: str, metric: str | None = None,
-         model_type: str | None = None) -> Entry | None:
-    """The best entry of ``task`` (and ``model_type``) by ``metric``, or None.
-
-    Direction comes from METRIC_DIRECTIONS; entries without the metric are ignored;
-    ties go to the newest version.
-    """
-    if task not in DEFAULT_METRIC:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    metric = metric or DEFAULT_METRIC[task]
-    if metric not in METRIC_DIRECTIONS:
-        raise ValueError(f"unknown metric {metric!r}; valid metrics: {', '.join(sorted(METRIC_DIRECTIONS))}")
-    sign = 1.0 if METRIC_DIRECTIONS[metric] == "max" else -1.0
-    candidates = [
-        e for e in entries
-        if e.task == task
-        and (model_type is None or e.model_type == model_type)
-        and isinstance(e.metrics.get(metric), (int, float))
-        and math.isfinite(e.metrics[metric])
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda e: (sign * e.metrics[metric], e.version))
 
 
 def read_card(store: Store, entry: Entry, raw: bytes | None = None) -> dict:

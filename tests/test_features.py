@@ -14,7 +14,7 @@ import pytest
 from velocast.core import paris_calendar as cal
 from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
                                UnknownCounterError, build_matrix, counter_key, local_calendar)
-from velocast.core.errors import ApiError
+from velocast.core.errors import InvalidRecords, InvalidRequest, as_http
 from velocast.core.schema import parse_records
 
 COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -315,9 +315,9 @@ def test_schema_reports_every_bad_field_with_its_record_and_field():
          "Coordonnées géographiques": "95.0, 2.3"},
         {"nom_du_compteur": "Quai d'Orsay E-O"},
     ]
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(InvalidRecords) as err:
         parse_records(recs)
-    assert err.value.status == 422
+    assert (as_http(err.value).status, as_http(err.value).code) == (422, "invalid_records")
     found = {(d["record"], d["field"]): d["reason"] for d in err.value.details}
     assert set(found) == {
         (0, "date_et_heure_de_comptage"), (1, "date_et_heure_de_comptage"),
@@ -331,9 +331,9 @@ def test_schema_reports_every_bad_field_with_its_record_and_field():
 
 @pytest.mark.parametrize("bad", [None, {}, "records", 3])
 def test_records_that_are_not_a_non_empty_list_are_rejected(bad):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(InvalidRequest) as err:
         parse_records(bad)
-    assert err.value.status == 422
+    assert (as_http(err.value).status, as_http(err.value).code) == (422, "invalid_request")
     assert err.value.details[0]["field"] == "records"
 
 

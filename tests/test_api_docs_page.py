@@ -9,7 +9,6 @@ import hashlib
 import json
 import re
 
-import pytest
 
 pytest_plugins = ["tests.function_clients"]
 

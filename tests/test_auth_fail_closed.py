@@ -7,7 +7,6 @@ such a read fails when Secret Manager cannot be reached behind the mounted volum
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 

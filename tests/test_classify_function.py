@@ -17,6 +17,7 @@ from tests.function_clients import (  # noqa: E402
     SNAKE_RECORD,
     error_of,
 )
+from tests.best_entry import best_entry  # noqa: E402
 
 pytest_plugins = ["tests.function_clients"]
 
@@ -40,7 +41,7 @@ def test_old_system_body(classify_fn, trained_store):
     body = r.json
     check_classification(body, 1)
     model = body["model"]
-    best = registry.best(registry.list_entries(open_store(str(trained_store)), "classify"),
+    best = best_entry(registry.list_entries(open_store(str(trained_store)), "classify"),
                          "classify")
     assert model["task"] == "classify"
     assert model["type"] == "affluence"

@@ -23,6 +23,7 @@ from tests.function_clients import (  # noqa: E402
     LoadedFunction,
     error_of,
 )
+from tests.best_entry import best_entry  # noqa: E402
 
 pytest_plugins = ["tests.function_clients"]
 
@@ -242,7 +243,7 @@ def test_models_lists_published_entries(fn, trained_store, function):
     assert body["task"] == function
     assert {m["version"] for m in body["models"]} == {e.version for e in published}
     assert {m["model_type"] for m in body["models"]} == MODEL_TYPES[function]
-    best = registry.best(published, function)
+    best = best_entry(published, function)
     assert body["default"]["version"] == best.version
     for m in body["models"]:
         assert {"sha256", "metrics", "trained_from", "trained_to"} <= set(m)

@@ -27,6 +27,7 @@ from tests.function_clients import (  # noqa: E402
 from velocast.dev.servers import started  # noqa: E402
 from velocast.train.publish import copy_store  # noqa: E402
 from velocast.core.tasks import TASK_NAMES  # noqa: E402
+from tests.best_entry import best_entry  # noqa: E402
 
 pytest_plugins = ["tests.gcs_fixtures"]
 
@@ -255,7 +256,6 @@ def test_better_model_is_served_after_refresh(regress, fake_gcs, bucket):
 
 def test_corrupt_model_is_refused_and_the_previous_one_keeps_answering(classify, fake_gcs,
                                                                         bucket):
-    from velocast.catalog import registry
 
     before = post(classify, OLD_BODIES["classify"])
     assert before.status_code == 200
@@ -264,7 +264,7 @@ def test_corrupt_model_is_refused_and_the_previous_one_keeps_answering(classify,
     # Garbage bytes with a matching sha256: only loading them can tell.
     corrupt = republish(fake_gcs, bucket, entry, onnx_bytes=b"garbage-not-onnx",
                         f1_score=0.99999, accuracy=0.99999)
-    assert registry.best(published(fake_gcs, bucket, "classify"), "classify").version == \
+    assert best_entry(published(fake_gcs, bucket, "classify"), "classify").version == \
         corrupt.version
 
     refreshed = post(classify, path="/refresh_model")

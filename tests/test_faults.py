@@ -34,6 +34,7 @@ from velocast.dev.servers import free_port, stop_process
 from velocast.train.publish import copy_store
 from velocast.catalog.store import GCSStore, LocalStore
 from velocast.core.tasks import TASK_NAMES
+from tests.best_entry import best_entry
 
 FUNCTIONS = TASK_NAMES
 RECORD = {"nom_du_compteur": "Totem 73 boulevard de Sébastopol S-N",
@@ -326,11 +327,11 @@ def check_refused(fn, bad: registry.Entry, good: registry.Entry, reason_word: st
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_bad_model_found_at_cold_start_is_refused(trained_store, tmp_path, task, fault):
     store = local_store(trained_store, tmp_path)
-    good = registry.best(registry.list_entries(store, task), task)
+    good = best_entry(registry.list_entries(store, task), task)
     publish_bad, reason_word = FAULTS[fault]
     bad = publish_bad(store, good, "29991231T235959Z-bad001")
     # The bad version is what the registry would choose...
-    assert registry.best(registry.list_entries(store, task), task).version == bad.version
+    assert best_entry(registry.list_entries(store, task), task).version == bad.version
     # ...but a new instance serves the good one.
     fn = load_function(task, MODEL_STORE=store.root, REFRESH_SECONDS="3600")
     check_refused(fn, bad, good, reason_word)
@@ -340,7 +341,7 @@ def test_bad_model_found_at_cold_start_is_refused(trained_store, tmp_path, task,
 def test_bad_model_found_by_refresh_is_refused(trained_store, tmp_path, fault):
     task = "regress"
     store = local_store(trained_store, tmp_path)
-    good = registry.best(registry.list_entries(store, task), task)
+    good = best_entry(registry.list_entries(store, task), task)
     fn = load_function(task, MODEL_STORE=store.root, REFRESH_SECONDS="3600")
     before = fn.post(BODY)
     assert before.status_code == 200 and before.json["model"]["version"] == good.version
@@ -359,7 +360,7 @@ def test_a_good_newer_model_is_taken_after_a_refused_one(trained_store, tmp_path
     """Refusing one version does not block the next good one (no sticky failure)."""
     task = "regress"
     store = local_store(trained_store, tmp_path)
-    good = registry.best(registry.list_entries(store, task), task)
+    good = best_entry(registry.list_entries(store, task), task)
     fn = load_function(task, MODEL_STORE=store.root, REFRESH_SECONDS="3600")
     assert fn.post(BODY).json["model"]["version"] == good.version
     bad = FAULTS["corrupt_bytes"][0](store, good, "29991231T235959Z-bad003")

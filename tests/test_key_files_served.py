@@ -9,7 +9,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 
 from bench.common import Workers

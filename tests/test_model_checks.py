@@ -28,6 +28,7 @@ from velocast.catalog import model_checks, registry
 from velocast.core.features import N_FEATURES, ONNX_INPUT_NAME, CounterTable, build_matrix
 from velocast.train.publish import copy_store
 from velocast.catalog.store import LocalStore
+from tests.best_entry import best_entry
 
 # Sunday 2025-05-18 and Thursday 2025-05-01 (Labour Day): day type 2, where a
 # (n, 2, 24) profile used to fail.
@@ -90,7 +91,7 @@ def store(trained_store, tmp_path) -> LocalStore:
 
 
 def _good(store, task: str) -> registry.Entry:
-    return registry.best(registry.list_entries(store, task), task)
+    return best_entry(registry.list_entries(store, task), task)
 
 
 def _session(data: bytes):

@@ -13,7 +13,6 @@ import threading
 
 import pytest
 
-from velocast import catalog
 from velocast.catalog.registry import (
     DEFAULT_METRIC,
     Entry,
@@ -204,10 +203,8 @@ def test_list_entries_filters_by_task_and_handles_an_empty_store(store):
 
 # ------------------------------------------------------------------ ranking
 # The registry lists; which entry is best is the catalog's one answer (catalog.ranked).
+from tests.best_entry import best_entry as best  # noqa: E402
 
-
-def best(entries, task, metric=None, model_type=None):
-    return next(iter(catalog.ranked(entries, task, metric or DEFAULT_METRIC[task], model_type)), None)
 
 
 def make_entries(store):

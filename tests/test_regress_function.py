@@ -20,6 +20,7 @@ from tests.function_clients import (  # noqa: E402
     SOURCES,
     load_function,
 )
+from tests.best_entry import best_entry  # noqa: E402
 
 pytest_plugins = ["tests.function_clients"]
 
@@ -32,7 +33,6 @@ def entries(trained_store):
 
 
 def test_old_system_body(regress_fn, trained_store):
-    from velocast.catalog import registry
 
     r = regress_fn.post(OLD_BODIES["regress"])
     assert r.status_code == 200, r.json
@@ -40,7 +40,7 @@ def test_old_system_body(regress_fn, trained_store):
     assert len(body["predictions"]) == 1
     assert isinstance(body["predictions"][0], float) and body["predictions"][0] >= 0
     assert "label" not in body
-    best_nn = registry.best(entries(trained_store), "regress", "r2", "nn")
+    best_nn = best_entry(entries(trained_store), "regress", "r2", "nn")
     model = body["model"]
     assert model["task"] == "regress"
     assert model["type"] == "nn"
@@ -52,11 +52,10 @@ def test_old_system_body(regress_fn, trained_store):
 
 
 def test_default_is_best_by_rmse_log(regress_fn, trained_store):
-    from velocast.catalog import registry
 
     r = regress_fn.post({"records": [SNAKE_RECORD]})
     assert r.status_code == 200
-    best = registry.best(entries(trained_store), "regress")
+    best = best_entry(entries(trained_store), "regress")
     assert r.json["model"]["version"] == best.version
     assert r.json["model"]["metric"] == "rmse_log"
 

@@ -220,7 +220,6 @@ def load(store: Store, entry: Entry, threads: int = 1) -> LoadedModel:
     session = ort.InferenceSession(model_bytes, sess_options=options,
                                    providers=["CPUExecutionProvider"])
     table = CounterTable.from_dict(card["counter_table"])
-    table.outages = card["counter_table"].get("outages", {})  # advisories.for_batch
     model_checks.check(entry.task, session, table)
     return LoadedModel(entry, table, session, session.get_inputs()[0].name,
                        interval=intervals.from_card(card), card=card)

@@ -94,6 +94,10 @@ class CounterTable:
     profile: np.ndarray          # (counters, DAY_TYPES, 24) mean log1p(count)
     recent_log_mean: np.ndarray  # mean log1p(count) + its like-for-like recent shift (recent_level)
     days_range: tuple[float, float]   # "days" of the first and last training rows
+    # Counter -> its newest training day when that day counted no bike at all (a likely
+    # sensor outage the answer warns about: velocast.core.advisories); the retrain
+    # records them in the card's counter_table.
+    outages: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._index = {counter_key(n): i for i, n in enumerate(self.names)}
@@ -175,6 +179,7 @@ class CounterTable:
             profile=np.array([counters[n]["profile"] for n in names], dtype=np.float64),
             recent_log_mean=np.array([counters[n]["recent_log_mean"] for n in names], np.float64),
             days_range=(float(data["days_range"][0]), float(data["days_range"][1])),
+            outages={str(k): str(v) for k, v in (data.get("outages") or {}).items()},
         )
         table.validate()
         return table

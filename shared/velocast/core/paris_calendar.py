@@ -44,7 +44,9 @@ _SCHOOL_HOLIDAYS_ZONE_C: tuple[tuple[dt.date, dt.date], ...] = (
     (D(2026, 7, 4), D(2026, 9, 1)),
 )
 _TABLE_START = D(2017, 9, 1)
-_TABLE_END = D(2026, 9, 1)
+# First day the table above does not cover (later days: the published calendar, else a
+# rule; advisories warn from here on).
+TABLE_END = D(2026, 9, 1)
 
 # Lockdowns in Paris: [first day, day lifted).
 _LOCKDOWNS = (
@@ -123,8 +125,8 @@ def _published_zone_c() -> tuple[dt.date, frozenset[dt.date]]:
                   encoding="utf-8") as f:
             text = f.read()
     except (AttributeError, TypeError, OSError):  # pragma: no cover - pinned dependency
-        return _TABLE_END, frozenset()
-    first, last, days = _TABLE_END.isoformat(), "", set()
+        return TABLE_END, frozenset()
+    first, last, days = TABLE_END.isoformat(), "", set()
     # Rows: date,vacances_zone_a,vacances_zone_b,vacances_zone_c,nom_vacances, sorted by
     # date: only the ~800 rows past the table are split, not the 14,000 since 1990.
     start = text.find("\n" + first)
@@ -136,8 +138,8 @@ def _published_zone_c() -> tuple[dt.date, frozenset[dt.date]]:
                 days.add(dt.date.fromisoformat(day))
     # Unpublished dates are rows of False: the calendar is known up to the end of the
     # last holidays it lists (the summer of its last school year).
-    until = dt.date.fromisoformat(last) + dt.timedelta(days=1) if last else _TABLE_END
-    return max(_TABLE_END, until), frozenset(days)
+    until = dt.date.fromisoformat(last) + dt.timedelta(days=1) if last else TABLE_END
+    return max(TABLE_END, until), frozenset(days)
 
 
 def school_calendar_until() -> dt.date:
@@ -146,9 +148,9 @@ def school_calendar_until() -> dt.date:
 
 
 def is_school_holiday(day: dt.date) -> bool:
-    if _TABLE_START <= day < _TABLE_END:
+    if _TABLE_START <= day < TABLE_END:
         return any(start <= day < end for start, end in _SCHOOL_HOLIDAYS_ZONE_C)
-    if _TABLE_END <= day:
+    if TABLE_END <= day:
         until, published = _published_zone_c()
         if day < until:
             return day in published

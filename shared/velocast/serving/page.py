@@ -98,11 +98,11 @@ def cors_headers(request, config: PageConfig) -> dict:
     return headers
 
 
-def serve(service, request):
+def serve(config: "PageConfig", request):
     """The answer to a page or preflight request, or None for the JSON routes."""
     path = request.path.rstrip("/") or "/"
     if request.method == "OPTIONS":
-        return _preflight(service, request)
+        return _preflight(config, request)
     if request.method not in ("GET", "HEAD"):
         return None
     wants_html = path == "/" and "text/html" in request.headers.get("Accept", "")
@@ -113,7 +113,7 @@ def serve(service, request):
         # Browsers ask for it on any page of the origin; a 404 is a console error.
         return "", 204, {"Cache-Control": "max-age=86400"}
     if path == "/app" or wants_html:
-        return _page(service, request)
+        return _page(config, request)
     if path == "/docs":
         return api_docs.page(), 200, {"Content-Type": TYPES[".html"],
                                       "Content-Security-Policy": api_docs.POLICY,
@@ -129,8 +129,8 @@ def serve(service, request):
     return None
 
 
-def _page(service, request):
-    classify = service._page_config.classify_url
+def _page(config: "PageConfig", request):
+    classify = config.classify_url
     template = _file(PAGE)
     body = template.replace(b"{{CLASSIFY_URL}}", html.escape(classify).encode())
     parts = urlsplit(classify)
@@ -148,10 +148,10 @@ def _page(service, request):
                        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-def _preflight(service, request):
+def _preflight(config: "PageConfig", request):
     origin = request.headers.get("Origin", "")
     method = request.headers.get("Access-Control-Request-Method", "")
-    if origin not in service._page_config.allowed_origins or method not in ("GET", "POST"):
+    if origin not in config.allowed_origins or method not in ("GET", "POST"):
         # No CORS headers: the browser refuses the call; say why to a person reading it.
         return ('{"error": {"code": "origin_not_allowed", "message": "this origin or method '
                 'may not call this function from a browser; see ALLOWED_ORIGINS", '

@@ -123,7 +123,7 @@ class Service:
             token = logs.current_trace.set(logs.trace_from_header(
                 request.headers.get("X-Cloud-Trace-Context"), self._settings.project))
             status, body, headers, error_code = 200, None, {}, None
-            answer = page.serve(self, request)  # the page's files and CORS preflights
+            answer = page.serve(self._page_config, request)  # the page's files and CORS preflights
             if answer is not None:
                 self._log_request(request, answer[1], len(answer[0]),
                                   time.perf_counter() - started, 0, None)

@@ -21,6 +21,11 @@ METRIC_DIRECTIONS: dict[str, str] = {
 }
 
 
+def better(metric: str, value: float, other: float) -> bool:
+    """Whether `value` of `metric` is strictly better than `other`."""
+    return value < other if METRIC_DIRECTIONS[metric] == "min" else value > other
+
+
 def classifier_probability(outputs) -> np.ndarray:
     """P(busy) from a classifier's ONNX outputs: exported with zipmap disabled, they are
     (label, probabilities[:, 2])."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from velocast.core import paris_calendar
+from velocast.core import paris_calendar, tasks
 from velocast.core.features import FEATURE_SPEC_VERSION, PARIS
 from velocast.train import backtest_report, backtest_score, export, pipeline
 from velocast.train.backtest_score import paris_midnight
@@ -143,8 +143,8 @@ def fit_candidate(name: str, part: Part):
         return SeasonalNaive.fit(part.frame)
     if name in BASELINES:
         kind = BASELINES[name]
-        return (kind.fit(part.frame, part.data.log_count, "regress"),
-                kind.fit(part.frame, part.data.busy, "classify"))
+        return (kind.fit(part.frame, part.data.log_count, tasks.REGRESSION),
+                kind.fit(part.frame, part.data.busy, tasks.CLASSIFICATION))
     return pipeline.fit(MODELS[name], part.data)
 
 
@@ -156,9 +156,9 @@ def predict_candidate(name: str, model, part: Part) -> dict:
         return {"log": log, "proba": 1 / (1 + np.exp(-4 * above))}
     if name in BASELINES:
         return {"log": model[0].output(part.frame), "proba": model[1].output(part.frame)}
-    task = MODELS[name].task
-    output = export.sklearn_output(model, part.data.matrix, task)
-    return {"proba": output} if task == "classify" else {"log": output}
+    spec = MODELS[name]
+    output = export.sklearn_output(model, part.data.matrix, spec.task)
+    return {"proba": output} if spec.kind.classifier else {"log": output}
 
 
 @dataclass

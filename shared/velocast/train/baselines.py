@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+from velocast.core import tasks
 from velocast.core.features import PARIS, local_calendar
 
 WEEK_SECONDS = 7 * 86400.0
@@ -75,19 +76,19 @@ def calendar_matrix(frame: pd.DataFrame, codes: dict) -> np.ndarray:
 class PlainHGB:
     codes: dict
     estimator: object
-    task: str
+    kind: tasks.Kind
     columns = staticmethod(plain_matrix)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, target: np.ndarray, task: str) -> "PlainHGB":
+    def fit(cls, frame: pd.DataFrame, target: np.ndarray, kind: tasks.Kind) -> "PlainHGB":
         codes = {name: i for i, name in enumerate(sorted(frame["counter"].unique()))}
-        kind = HistGradientBoostingClassifier if task == "classify" else HistGradientBoostingRegressor
-        estimator = kind(random_state=0).fit(cls.columns(frame, codes), target)
-        return cls(codes, estimator, task)
+        model = HistGradientBoostingClassifier if kind.classifier else HistGradientBoostingRegressor
+        estimator = model(random_state=0).fit(cls.columns(frame, codes), target)
+        return cls(codes, estimator, kind)
 
     def output(self, frame: pd.DataFrame) -> np.ndarray:
         matrix = self.columns(frame, self.codes)
-        if self.task == "classify":
+        if self.kind.classifier:
             return self.estimator.predict_proba(matrix)[:, 1]
         return self.estimator.predict(matrix)
 

@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from velocast.core import tasks
 from velocast.core.features import FEATURE_SPEC_VERSION
 
 LEVEL = 0.8
@@ -78,20 +79,20 @@ def card_fields(report: dict | None, model_type: str, task: str, data_name: str,
                      if k.split(" vs ")[0] == model_type}
         if decisions:
             fields["backtest"]["decisions"] = decisions
-        metric = "rmse_log" if task == "regress" else "f1_score"
+        metric = tasks.get(task).default_metric
         ours, plain = (report["summary"][n][metric][0] for n in (model_type, "plain_hgb"))
-        beats = ours < plain if task == "regress" else ours > plain
+        beats = tasks.better(metric, ours, plain)
         fields["backtest"]["beats_plain_hgb"] = beats
         # A mean can be won by one fold where the baseline fails: say how many.
         pairs = [(f["scores"][model_type][metric], f["scores"]["plain_hgb"][metric])
                  for f in report["folds"]]
-        won = sum(o < p if task == "regress" else o > p for o, p in pairs)
+        won = sum(tasks.better(metric, o, p) for o, p in pairs)
         fields["backtest"]["folds_beating_plain_hgb"] = f"{won} of {len(report['folds'])}"
         if not beats:
             fields["backtest"]["note"] = (
                 f"on the backtest mean this model does NOT beat the plain-HGB baseline "
                 f"({metric} {ours:.4f} vs {plain:.4f}); prefer the default model")
-    if task != "regress":
+    if not tasks.get(task).kind.interval:
         return fields
     if not reason:
         interval = report["interval"][model_type]

@@ -27,7 +27,7 @@ from velocast.recent_level import RECENT_DAYS, recent_shift
 # Bump when a feature's meaning, order or the counter table changes: a function
 # refuses a model trained with another version.
 # 3: counter_recent is the long-run level plus a like-for-like recent shift (issue 22).
-FEATURE_SPEC_VERSION = "4"   # 4: the day-of-year angle starts at the winter solstice
+FEATURE_SPEC_VERSION = "3"
 
 FEATURE_NAMES: tuple[str, ...] = (
     "hour",
@@ -35,8 +35,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "hour_cos",
     "weekday",
     "day_type",            # 0 working day, 1 Saturday, 2 Sunday or public holiday
-    "doy_sin",             # the day of year as an angle from 21 December: the sign
-    "doy_cos",             # says before/after the solstice, cos how deep in winter
+    "doy_sin",
+    "doy_cos",
     "public_holiday",
     "bridge_day",
     "school_holiday",
@@ -374,7 +374,7 @@ def build_matrix(records: Records, table: CounterTable) -> FeatureBatch:
         recent[row] = weights @ table.recent_log_mean
         profile[row] = weights @ table.profile[:, day_type[row], hour[row]]
 
-    day_angle = 2 * np.pi * (calendar.day_of_year + 10) / calendar.days_in_year   # 21 Dec: 2 pi
+    day_angle = 2 * np.pi * (calendar.day_of_year - 1) / calendar.days_in_year
     hour_angle = 2 * np.pi * hour / 24
     matrix = np.column_stack([
         hour,

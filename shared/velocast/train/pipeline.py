@@ -106,16 +106,10 @@ MODELS = {
     # 5 bagged nets, one-hot hours or a profile offset did no better.
     "nn": ModelSpec("nn", _nn, "StandardScaler + MLPRegressor on log1p(count) - counter_recent",
                     max_rows=120_000, hidden=("days", *NO_SEASON)),
-    # Without "days" and "counter_recent": 6 folds F1 0.8435, with them 0.8371. Without
-    # the solstice sign (doy_sin): with less than a year of rows, a tree glued the month
-    # after an origin onto the training's last weeks, and after Christmas those are the
-    # holidays' dip (January's return forecast 12 % busy for 31 %: F1 0.46, the 20-line
-    # model 0.75). doy_cos alone is the same for two stretches of the year, one either
-    # side of the solstice (January ~ late November), so the holiday flag is learnt on
-    # term days of the same season: transition folds F1 0.762 -> 0.808 (January 0.81).
+    # Without "days" and "counter_recent": 6 folds F1 0.8435, with them 0.8371.
     "affluence": ModelSpec("affluence", _affluence,
                            "HistGradientBoostingClassifier: count above the counter's mean",
-                           hidden=("days", "counter_recent", "doy_sin")),
+                           hidden=("days", "counter_recent")),
 }
 
 

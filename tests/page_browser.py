@@ -21,7 +21,7 @@ import requests
 
 pytest.register_assert_rewrite("tests.function_clients")
 
-from tests.function_clients import Server  # noqa: E402
+from tests.function_clients import ROOT, Server  # noqa: E402,F401  (ROOT: the page tests import it from here)
 
 # Debian's packages by default (make browser); the variables name another pair.
 CHROMIUM = Path(os.environ.get("VELOCAST_CHROMIUM", "/usr/bin/chromium"))

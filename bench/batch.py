@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # `python bench/batch.py`: the repo root on sys.p
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import BENCH, say, tree_cpu_seconds  # noqa: E402
+from velocast import catalog  # noqa: E402
 from velocast.dev.servers import FunctionServer  # noqa: E402
 
 ROOT = BENCH.parent
@@ -70,7 +71,7 @@ def rows_for(store: str, size: int) -> tuple[list, list]:
     from velocast.catalog.store import open_store  # noqa: PLC0415
 
     entries = registry.list_entries(open_store(store), "regress")
-    card = registry.read_card(open_store(store), registry.best(entries, "regress"))
+    card = registry.read_card(open_store(store), catalog.ranked(entries, "regress", registry.DEFAULT_METRIC["regress"])[0])
     table = CounterTable.from_dict(card["counter_table"])
     start = dt.datetime.fromisoformat(card["trained_to"]).astimezone(dt.timezone.utc)
     start = start.replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=30)

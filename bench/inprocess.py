@@ -61,6 +61,7 @@ def worker_velocast(args) -> dict:
     import onnxruntime as ort  # noqa: PLC0415
 
     from velocast.catalog import registry  # noqa: PLC0415
+    from velocast import catalog  # noqa: PLC0415
     from velocast.core.features import CounterTable, build_matrix  # noqa: PLC0415
     from velocast.core.schema import parse_records  # noqa: PLC0415
     from velocast.catalog.store import open_store  # noqa: PLC0415
@@ -73,7 +74,7 @@ def worker_velocast(args) -> dict:
         for model_type in sorted({e.model_type for e in entries if e.task == task}):
             if args.types and model_type not in args.types.split(","):
                 continue
-            chosen.append(registry.best(entries, task, model_type=model_type))
+            chosen.append(catalog.ranked(entries, task, registry.DEFAULT_METRIC[task], model_type)[0])
 
     def load(entry):
         # What ModelCache._load does: read card and bytes (size + sha256 checked), open

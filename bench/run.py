@@ -133,6 +133,7 @@ def main(argv=None) -> int:
 
     # 1. data and training
     from velocast.catalog import registry  # noqa: PLC0415
+    from velocast import catalog  # noqa: PLC0415
     from velocast.train.data import load_counts  # noqa: PLC0415
 
     data_path, source = find_data(args.data)
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     if not regress_types or not any(task == "classify" for task, _ in models):
         raise SystemExit(f"bench: the store {store} needs a regress and a classify model; "
                          f"has {sorted(models)}")
-    default_entry = registry.best(list(models.values()), "regress")
+    default_entry = catalog.ranked(list(models.values()), "regress", registry.DEFAULT_METRIC["regress"])[0]
     bodies = request_bodies(store, default_entry)
     bodies_path = work / "bodies.json"
     bodies_path.write_text(json.dumps(bodies, ensure_ascii=False))

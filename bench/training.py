@@ -37,12 +37,13 @@ def find_data(arg: str | None) -> tuple[Path, str]:
 def published(store_uri: str) -> dict:
     """{(task, model_type): best Entry by the task's default metric}."""
     from velocast.catalog import registry  # noqa: PLC0415
+    from velocast import catalog  # noqa: PLC0415
     from velocast.catalog.store import open_store  # noqa: PLC0415
 
     entries = registry.list_entries(open_store(store_uri))
     out = {}
     for e in entries:
-        best = registry.best(entries, e.task, model_type=e.model_type)
+        best = next(iter(catalog.ranked(entries, e.task, registry.DEFAULT_METRIC[e.task], e.model_type)), None)
         if best is not None:
             out[(e.task, e.model_type)] = best
     return out

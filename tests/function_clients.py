@@ -218,8 +218,9 @@ class Server(FunctionServer):
 
 class ServerPool:
     """Real servers shared by the session: one per (function, settings), started on first
-    use (0.6 s to ready here, the first model load on the first request) and stopped when
-    the session ends. For tests that only read a server; one that must start from a
+    use and stopped when the session ends. A start is cheap (0.6 s to ready on the 2-core
+    dev machine, models load on the first request), yet modules started a pair each
+    with the same settings. For tests that only read a server; one that must start from a
     fresh process, count its threads or starve it keeps a `Server` of its own."""
 
     def __init__(self):

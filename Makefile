@@ -12,12 +12,12 @@ TFVARS ?= terraform/terraform.tfvars
 SOURCE ?= https://opendata.paris.fr
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test test-fast sample-data train models serve demo screenshot api-spec package \
+.PHONY: help install browser test test-fast test-unit test-service test-e2e test-browser sample-data train models serve demo screenshot api-spec package \
         bench bench-versions backtest attack attack-transport tf-fmt tf-check tf-schema checkov plan deploy publish \
         api-key admin-key retire-keys destroy clean ingest retrain report trainer-image
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,14 @@ install: $(VENV)/.installed ## create .venv with everything (runtime, training, 
 # pair, e.g. the Google Chrome and driver GitHub's runners ship (ci.yml).
 VELOCAST_CHROMIUM ?= /usr/bin/chromium
 VELOCAST_CHROMEDRIVER ?= /usr/bin/chromedriver
-browser: ## install chromium and chromedriver for the browser tests (apt-get, needs root)
+browser: ## install chromium and chromedriver for the browser tests (apt-get, needs root or sudo)
 	@if [ -x "$(VELOCAST_CHROMIUM)" ] && [ -x "$(VELOCAST_CHROMEDRIVER)" ]; then \
 		echo "browser: $(VELOCAST_CHROMIUM) and $(VELOCAST_CHROMEDRIVER) already installed"; \
+	elif ! command -v apt-get >/dev/null || { [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; }; then \
+		echo "browser: $(VELOCAST_CHROMIUM) or $(VELOCAST_CHROMEDRIVER) is missing and this user cannot apt-get." >&2; \
+		echo "  Run this first, as root: apt-get install -y chromium chromium-driver" >&2; \
+		echo "  (not Debian/Ubuntu: install Chromium and its driver, set VELOCAST_CHROMIUM and VELOCAST_CHROMEDRIVER)" >&2; \
+		exit 1; \
 	else \
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
@@ -43,12 +48,27 @@ browser: ## install chromium and chromedriver for the browser tests (apt-get, ne
 	fi
 
 # The browser tests fail (never skip) without chromium: `make test` installs it first, so
-# the README's command passes on a fresh machine (apt-get: root, or sudo).
-test: install browser ## the whole test suite (what CI runs); installs chromium for the page tests
+# the README's command passes on a fresh machine (apt-get: root, or sudo; otherwise
+# `make browser` prints the one command to run first). The tiers (README, "Tests") run
+# alone with the targets below; `make test` runs them all in one session, so the trained
+# store and the shared servers are made once.
+test: install browser ## the whole test suite, every tier (what CI runs); installs chromium for the page tests
 	$(PY) -m pytest -q
 
 test-fast: install ## the suite without the slow, real-data and checkov tests
 	$(PY) -m pytest -q -m "not slow and not real_data and not checkov"
+
+test-unit: install ## unit tier: modules, scripts, Terraform; no server, no browser (tests/unit)
+	$(PY) -m pytest -q tests/unit
+
+test-service: install ## service tier: the functions' HTTP contract, in process and over real HTTP (tests/service)
+	$(PY) -m pytest -q tests/service
+
+test-e2e: install ## end-to-end tier: fake-gcs-server buckets, the daily loop, bundles, demo (tests/e2e)
+	$(PY) -m pytest -q tests/e2e
+
+test-browser: install browser ## browser tier: the forecast page in Chromium (tests/browser)
+	$(PY) -m pytest -q tests/browser
 
 $(SAMPLE):
 	$(MAKE) --no-print-directory sample-data
@@ -93,7 +113,7 @@ demo: install ## start every function, send the old system's requests, print the
 # as the demo does), so the README shows what a newcomer's run shows.
 screenshot: install ## refresh docs/forecast-page.png and docs/forecast-page-phone.png on make demo's models (make test writes them to a temporary folder)
 	$(if $(wildcard $(STORE)/registry),,$(MAKE) --no-print-directory train)
-	PAGE_SCREENSHOT=docs PAGE_STORE=$(STORE) $(PY) -m pytest -q tests/test_forecast_page_screenshot.py
+	PAGE_SCREENSHOT=docs PAGE_STORE=$(STORE) $(PY) -m pytest -q tests/browser/test_forecast_page_screenshot.py
 
 api-spec: install ## regenerate shared/velocast/serving/static/openapi.json from openapi.yaml
 	$(PY) scripts/api_spec.py
@@ -118,7 +138,7 @@ tf-fmt: ## format the Terraform files
 
 tf-check: install ## terraform fmt -check, the provider-schema check and checkov
 	terraform fmt -check -recursive terraform
-	$(PY) -m pytest -q tests/test_terraform_schema.py
+	$(PY) -m pytest -q tests/unit/test_terraform_schema.py
 	scripts/checkov.sh
 
 tf-schema: ## refresh terraform/schema/google-provider.json from the provider's npm bindings (needs npm)

@@ -1,7 +1,7 @@
 """Phase 6: bundle size. The installed size of each function: site-packages of a venv
 built from the bundle's requirements.txt (velocast.dev.venvs; cached in WORK/bundle-venvs,
 installed in the background during training, at most BUNDLE_BUDGET_SECONDS), else
-build/bundle-sizes.json (tests/test_bundle_serving.py); the old design's size is
+build/bundle-sizes.json (tests/e2e/test_bundle_serving.py); the old design's size is
 estimated from the dev venv's RECORD files.
 """
 
@@ -133,7 +133,7 @@ class BundleVenvs:
             out["installed_bytes"] = None
             out["installed_mb"] = None
             out["method"] = self.results.get(self._key(reqs), {}).get(
-                "error", "not measured: run make package + tests/test_bundles.py, or "
+                "error", "not measured: run make package + tests/e2e/test_bundle_serving.py, or "
                          "bench/run.py without --quick")
         out["estimate_from_dev_venv_mb"] = round(installed_estimate(reqs) / 2**20, 1)
         return out

@@ -43,7 +43,7 @@ TARGET_NOTES = {
                       "model loaded, after the HTTP runs; worst function",
 }
 
-# Every key results.json must hold (dotted paths); tests/test_bench_smoke.py checks them.
+# Every key results.json must hold (dotted paths); tests/e2e/test_bench_smoke.py checks them.
 
 REQUIRED_KEYS = (
     "meta.cores", "meta.libraries", "meta.python", "meta.data.source", "meta.data.rows",

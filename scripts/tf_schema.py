@@ -9,7 +9,7 @@ flagged `isBlock`), and `index.d.ts` holds the matching TypeScript `*Config`
 interfaces, where an optional argument carries a `?`. This script turns those two
 files into resource -> arguments (required or not) -> nested blocks, for the
 provider blocks and for the types named in terraform/*.tf plus EXTRA_TYPES, and writes
-terraform/schema/google-provider.json, which tests/test_terraform_schema.py reads.
+terraform/schema/google-provider.json, which tests/unit/test_terraform_schema.py reads.
 
     make tf-schema                       # npm pack into a temporary dir, extract, write
     python scripts/tf_schema.py --lib google=/tmp/x/package/lib --lib archive=...
@@ -36,7 +36,7 @@ OUT = TF_DIR / "schema" / "google-provider.json"
 # HashiCorp stopped publishing prebuilt bindings on 2025-12-10 (the packages are
 # archived), so these are the last ones: google 16.12.1 = hashicorp/google 6.50.0,
 # archive 11.0.1 = hashicorp/archive 2.7.1. Anything newer goes in the allow-list
-# of tests/test_terraform_schema.py.
+# of tests/unit/test_terraform_schema.py.
 PACKAGES = {
     "google": "@cdktf/provider-google@16.12.1",
     "archive": "@cdktf/provider-archive@11.0.1",

@@ -4,7 +4,7 @@
 # connection, retries 429/5xx, and Cloud Run scales the functions to the
 # query. The request/reply protocol is shared/velocast/serving/protocols.py; the
 # routines' SQL signatures are checked against it by
-# tests/test_bigquery_terraform.py.
+# tests/unit/test_bigquery_terraform.py.
 
 variable "bigquery" {
   description = "Create a BigQuery dataset, a CLOUD_RESOURCE connection, roles/run.invoker for that connection on both functions, and remote functions (predict_count, busy_probability, is_busy) that score rows from SQL."

@@ -115,7 +115,7 @@ resource "google_iam_workload_identity_pool" "github" {
 }
 
 resource "google_iam_workload_identity_pool_provider" "github" {
-  #checkov:skip=CKV_GCP_125:False positive. checkov reads var.github_repository at its default, empty (GitHub disabled, count = 0), and so sees the subject repo::pull_request; with a repository set, the condition below pins the sub claim to repo:OWNER/REPO:pull_request or repo:OWNER/REPO:environment:NAME on the deploy branch, as this check asks (tests/test_github_terraform.py asserts it).
+  #checkov:skip=CKV_GCP_125:False positive. checkov reads var.github_repository at its default, empty (GitHub disabled, count = 0), and so sees the subject repo::pull_request; with a repository set, the condition below pins the sub claim to repo:OWNER/REPO:pull_request or repo:OWNER/REPO:environment:NAME on the deploy branch, as this check asks (tests/unit/test_github_terraform.py asserts it).
   count = local.github ? 1 : 0
 
   project                            = var.project_id

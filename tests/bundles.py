@@ -57,9 +57,10 @@ def run_package(out: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def build_dir(tmp_path_factory) -> Path:
-    """scripts/package.py run for real, into a private folder: a concurrent `make package`
+    """scripts/package.py run for real once per session (read by the packaging and the
+    bundle-serving tests), into a private folder: a concurrent `make package`
     or bench run must not rebuild build/ under the running servers (same script, same
     bytes: the zips are compared with a second run in test_packaging.py)."""
     out = tmp_path_factory.mktemp("bundles") / "build"

@@ -1,8 +1,10 @@
-"""Fixtures shared by the whole suite.
+"""Fixtures shared by the whole suite, all four tiers (README.md, "Tests").
 
 `trained_store`: a folder store holding all four model types, trained once per session
 on a small synthetic sample (the real pipeline, about 15 s on 2 cores).
 Copying a store into another (e.g. a fake-gcs-server bucket): velocast.train.publish.copy_store.
+`server_pool`: real functions-framework servers, one per (function, settings), shared by
+every module of the session (tests.function_clients.ServerPool).
 """
 
 from __future__ import annotations
@@ -89,3 +91,22 @@ def trained_store(trained_run) -> Path:
     refused = [(o.model_type, o.refused) for o in trained_run.outcomes if not o.published]
     assert not refused, refused
     return trained_run.store_dir
+
+
+@pytest.fixture(scope="session")
+def server_pool():
+    from tests.function_clients import ServerPool
+
+    pool = ServerPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def served_pair(server_pool, trained_store) -> dict:
+    """classify and regress on `trained_store` with nothing else set, as real servers: the
+    contract over HTTP, the old front and schemathesis read the same two."""
+    return server_pool.several(("classify", "regress"), MODEL_STORE=str(trained_store),
+                               REFRESH_SECONDS="3600")

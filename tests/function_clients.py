@@ -17,7 +17,10 @@ reads the environment at load time (``service._setup()``) so later changes to
 os.environ cannot leak into an app.
 
 As real servers: `Server`, velocast.dev.servers.FunctionServer with the settings of
-the test only.
+the test only; `ServerPool` (the session's `server_pool` fixture, tests/conftest.py)
+keeps one per (function, settings) for the whole session, and `ServedFunction` calls
+one with the calls of `LoadedFunction`, so one test reads both transports
+(tests/service/test_contract.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from velocast.dev.bodies import OLD_BODIES, OLD_RECORD  # noqa: F401  (for the tests)
 from velocast.dev.servers import FunctionServer
@@ -76,18 +80,10 @@ def error_of(response) -> dict:
     return error
 
 
-# ------------------------------------------------------------------------ in process
+class _Calls:
+    """post/get with a JSON body, on `self.client` (Flask's test client or HttpClient)."""
 
-@dataclass
-class LoadedFunction:
-    name: str
-    module: object
-    app: object
     client: object
-
-    @property
-    def service(self):
-        return self.module.service
 
     def post(self, body=None, path: str = "/predict", headers=None, **kw):
         if body is not None and "data" not in kw:
@@ -97,6 +93,20 @@ class LoadedFunction:
 
     def get(self, path: str, headers=None, **kw):
         return self.client.get(path, headers=headers or {}, **kw)
+
+
+# ------------------------------------------------------------------------ in process
+
+@dataclass
+class LoadedFunction(_Calls):
+    name: str
+    module: object
+    app: object
+    client: object
+
+    @property
+    def service(self):
+        return self.module.service
 
 
 @contextlib.contextmanager
@@ -204,3 +214,130 @@ class Server(FunctionServer):
             if k not in env:
                 merged.pop(k, None)
         super().__init__(name, source=source or SOURCES[name], env=merged, bin_dir=VENV_BIN)
+
+
+class ServerPool:
+    """Real servers shared by the session: one per (function, settings), started on first
+    use and stopped when the session ends. A start is cheap (0.6 s to ready on the 2-core
+    dev machine, models load on the first request), yet modules started a pair each
+    with the same settings. For tests that only read a server; one that must start from a
+    fresh process, count its threads or starve it keeps a `Server` of its own."""
+
+    def __init__(self):
+        self._servers: dict[tuple, Server] = {}
+        self._read: dict[str, int] = {}  # log path -> characters already returned
+
+    @staticmethod
+    def _key(name: str, env: dict) -> tuple:
+        return name, tuple(sorted((k, str(v)) for k, v in env.items()))
+
+    def get(self, name: str, **env) -> Server:
+        return self.several((name,), **env)[name]
+
+    def several(self, names, **env) -> dict[str, Server]:
+        """The servers of `names` with these settings, the missing ones started side by side."""
+        wanted = {name: self._key(name, env) for name in names}
+        missing = [name for name, key in wanted.items()
+                   if key not in self._servers or self._servers[key].process is None
+                   or self._servers[key].process.poll() is not None]
+        fresh = {name: Server(name, env) for name in missing}
+        try:
+            for server in fresh.values():
+                server.spawn()
+            for server in fresh.values():
+                server.wait_ready(timeout=90)
+        except BaseException:
+            for server in fresh.values():
+                server.close()
+            raise
+        for name, server in fresh.items():
+            self._servers[wanted[name]] = server
+        return {name: self._servers[key] for name, key in wanted.items()}
+
+    def new_log_lines(self) -> list[dict]:
+        """The JSON log lines every pooled server wrote since the last call."""
+        lines = []
+        for server in self._servers.values():
+            text = server.log_text()
+            done = self._read.get(str(server.log_path), 0)
+            self._read[str(server.log_path)] = len(text)
+            for line in text[done:].splitlines():
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(line)
+                    if isinstance(parsed, dict):
+                        lines.append(parsed)
+        return lines
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+
+
+# ------------------------------------------------------------ the same calls over HTTP
+
+TIMEOUT = 60
+
+
+class HttpResponse:
+    """A `requests` response read like Flask's test response (`.json` the parsed body,
+    `.get_json()`), so that one assertion reads the answer of either transport."""
+
+    def __init__(self, response):
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.data = response.content
+
+    @property
+    def json(self):
+        try:
+            return self.response.json()
+        except ValueError:
+            return None
+
+    def get_json(self):
+        return self.json
+
+
+class HttpClient:
+    """The calls tests make on Flask's test client (`open`, `post`, `get` with `data`,
+    `json`, `content_type`, `headers`, `input_stream`, `query_string`), sent over real
+    HTTP. An `input_stream` goes without a length, so requests sends it chunked (which
+    `environ_overrides={"wsgi.input_terminated": True}` tells Flask's client); other
+    environ overrides have no HTTP form and are refused."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def open(self, path: str, method: str = "GET", data=None, json=None, content_type=None,
+             headers=None, input_stream=None, query_string=None, environ_overrides=None):
+        unknown = set(environ_overrides or {}) - {"wsgi.input_terminated"}
+        assert not unknown, f"no HTTP form for {unknown}"
+        headers = dict(headers or {})
+        if content_type:
+            headers["Content-Type"] = content_type
+        if input_stream is not None:
+            data = iter(lambda: input_stream.read(8192), b"")
+            headers.pop("Transfer-Encoding", None)  # requests adds it for a body of no length
+        return HttpResponse(requests.request(method, self.url + path, data=data, json=json,
+                                             headers=headers, params=query_string,
+                                             timeout=TIMEOUT))
+
+    def post(self, path: str, **kw):
+        return self.open(path, method="POST", **kw)
+
+    def get(self, path: str, **kw):
+        return self.open(path, method="GET", **kw)
+
+
+@dataclass
+class ServedFunction(_Calls):
+    """A real server called like a `LoadedFunction`."""
+
+    name: str
+    server: Server
+
+    @property
+    def client(self) -> HttpClient:
+        return HttpClient(self.server.url)

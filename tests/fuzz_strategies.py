@@ -1,4 +1,4 @@
-"""Hypothesis strategies for tests/test_fuzz.py: JSON of any shape, nasty text, records
+"""Hypothesis strategies for tests/service/test_fuzz.py: JSON of any shape, nasty text, records
 that are almost valid (every spelling of every key, weird values), valid ones, request
 options, and raw bodies broken at the byte level."""
 

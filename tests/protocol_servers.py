@@ -1,5 +1,6 @@
 """Both functions as real functions-framework servers on loopback, serving the
-session's `trained_store` folder, for the BigQuery and Vertex AI protocol tests."""
+session's `trained_store` folder, for the BigQuery and Vertex AI protocol tests (one
+pair for the session, from tests/conftest.py's `server_pool`)."""
 
 from __future__ import annotations
 
@@ -18,31 +19,33 @@ MAX_RECORDS = 50_000
 TIMEOUT = 120
 
 
+def settings(store) -> dict:
+    return {"MODEL_STORE": str(store), "REFRESH_SECONDS": "3600", "MAX_RECORDS": str(MAX_RECORDS),
+            "API_KEYS": CLIENT_KEY}
+
+
 @contextlib.contextmanager
 def running(store, names=("classify", "regress"), **env):
-    servers = {name: Server(name, {"MODEL_STORE": str(store), "REFRESH_SECONDS": "3600",
-                                   "MAX_RECORDS": str(MAX_RECORDS), "API_KEYS": CLIENT_KEY,
-                                   **env})
-               for name in names}
+    servers = {name: Server(name, {**settings(store), **env}) for name in names}
     with started(servers):
         yield servers
 
 
-# Fixtures of the protocol test modules (pytest_plugins = ["tests.protocol_servers"]).
-@pytest.fixture(scope="module")
-def servers(trained_store):
-    with running(trained_store) as started:
-        yield started
+# Fixtures of the protocol test modules (pytest_plugins = ["tests.protocol_servers"]): the
+# BigQuery and Vertex modules read the same two servers, started once per session.
+@pytest.fixture(scope="session")
+def protocol_servers(server_pool, trained_store):
+    return server_pool.several(("classify", "regress"), **settings(trained_store))
 
 
-@pytest.fixture(scope="module")
-def regress(servers):
-    return servers["regress"]
+@pytest.fixture
+def regress(protocol_servers):
+    return protocol_servers["regress"]
 
 
-@pytest.fixture(scope="module")
-def classify(servers):
-    return servers["classify"]
+@pytest.fixture
+def classify(protocol_servers):
+    return protocol_servers["classify"]
 
 
 def post(server: Server, body, headers=None, raw: bytes | None = None) -> requests.Response:

@@ -61,9 +61,10 @@ def _load(path: Path) -> dict[str, Any]:
         return _unquote(hcl2.load(fh))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tf() -> dict[str, dict[str, Any]]:
-    """All .tf files merged into {kind: {label: body}} (resources keyed "type.name")."""
+    """All .tf files merged into {kind: {label: body}} (resources keyed "type.name"),
+    parsed once per session for the four Terraform test modules (they only read it)."""
     assert TF_FILES, f"no .tf files in {TF_DIR}"
     merged: dict[str, dict[str, Any]] = {
         "resource": {},

@@ -1,4 +1,4 @@
-"""Raw-socket clients for the transport tests (tests/test_transport_*.py): requests that
+"""Raw-socket clients for the transport tests (tests/service/test_transport_*.py): requests that
 stop part-way, as the attacks of issues 10 and 25 sent them, and the answer they get."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A function's dependencies installed as Cloud Functions installs them: a fresh venv,
 `pip install -r requirements.txt` and nothing else; and what that weighs.
 
-Used by tests/test_bundle_serving.py (serve a bundle from such a venv) and the bench
+Used by tests/e2e/test_bundle_serving.py (serve a bundle from such a venv) and the bench
 (installed size per function).
 """
 

@@ -37,7 +37,7 @@ from velocast.core.prediction import Predictor
 from velocast.core.schema import MAX_NAME_LENGTH, parse_records, parse_timestamp
 
 # The SQL signature every remote function over these endpoints declares, in order
-# (tests/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
+# (tests/unit/test_bigquery_terraform.py checks the routines in terraform/bigquery.tf).
 BIGQUERY_ARGUMENTS = (("counter", "STRING"), ("ts", "TIMESTAMP"), ("lat", "FLOAT64"),
                       ("lon", "FLOAT64"))
 # What a reply can be, per task: userDefinedContext {"output": ...} -> SQL return type

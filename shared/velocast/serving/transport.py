@@ -16,7 +16,7 @@ gunicorn 27 has no setting for either (its settings: docs.gunicorn.org/en/stable
   connection under the next request (issue 25, N6: 16 of 11,973 requests lost in a load
   burst, 9 of them valid). The header now makes gunicorn announce and do the close.
 
-Both are wrapped around gunicorn's own methods, checked by tests/test_transport_*.py
+Both are wrapped around gunicorn's own methods, checked by tests/service/test_transport_*.py
 against the gunicorn that functions-framework installs.
 """
 

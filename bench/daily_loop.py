@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_portal import FakePortal, load_rows  # noqa: E402
-from velocast.core.features import PARIS  # noqa: E402
+from velocast.core.local_time import PARIS  # noqa: E402
 from velocast.catalog.store import open_store  # noqa: E402
 from velocast.train.ingest import ingest  # noqa: E402
 from velocast.train.retrain import retrain  # noqa: E402

@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from bench.daily_loop import DATA, LAST_DAY, midnight  # noqa: E402
 from tests.fake_portal import FakePortal, load_rows  # noqa: E402
 from velocast import catalog  # noqa: E402
-from velocast.core.features import PARIS, Records, build_matrix  # noqa: E402
+from velocast.core.features import Records, build_matrix  # noqa: E402
+from velocast.core.local_time import PARIS  # noqa: E402
 from velocast.catalog.store import open_store  # noqa: E402
 from velocast.train import gate  # noqa: E402
 from velocast.train.data import load_counts  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 
 
 def rows_of(portal_rows, factor_from: dt.date | None = None, factor: float = 1000.0):

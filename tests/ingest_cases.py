@@ -13,7 +13,7 @@ import pytest
 from tests.fake_portal import FakePortal, load_rows
 from velocast.catalog.store import LocalStore
 from velocast.train.ingest import ingest
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.train import counts
 
 UTC = dt.timezone.utc

@@ -11,7 +11,8 @@ import datetime as dt
 import numpy as np
 import pytest
 from velocast import catalog
-from velocast.core.features import PARIS, build_matrix
+from velocast.core.features import build_matrix
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import LocalStore
 from velocast.train import counts, gate
 from velocast.train.retrain import retrain

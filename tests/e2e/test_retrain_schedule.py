@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import LocalStore
 from velocast.train import counts
 from velocast.train.retrain import retrain

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.train import backtest
 
 from tests.conftest import SAMPLE_END, SAMPLE_START, one_openmp_thread

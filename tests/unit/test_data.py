@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.train import sample
 from velocast.train.data import DataFormatError, load_counts
 

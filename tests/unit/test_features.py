@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from velocast.core import paris_calendar as cal
-from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
-                               UnknownCounterError, build_matrix, counter_key, local_calendar)
+from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, CounterTable,
+                                    UnknownCounterError, build_matrix, counter_key)
+from velocast.core.local_time import PARIS, local_calendar
 from velocast.core.errors import InvalidRecords, InvalidRequest, as_http
 from velocast.core.schema import parse_records
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from velocast.core import intervals, tasks
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 
 CARD = {
     "trained_to": "2021-08-09",

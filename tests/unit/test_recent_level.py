@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from velocast.core import paris_calendar
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.train import pipeline
 
 from tests.conftest import one_openmp_thread

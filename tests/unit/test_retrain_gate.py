@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from velocast.core.features import PARIS, CounterTable
+from velocast.core.features import CounterTable
+from velocast.core.local_time import PARIS
 from velocast.train import gate
 from velocast.train.retrain import whole_days
 

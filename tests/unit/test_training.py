@@ -18,8 +18,9 @@ import pytest
 from sklearn.tree import DecisionTreeRegressor
 
 from velocast.catalog import registry
-from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, PARIS,
-                               CounterTable, build_matrix)
+from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES, CounterTable,
+                                    build_matrix)
+from velocast.core.local_time import PARIS
 from velocast.core.schema import parse_records
 from velocast.catalog.store import LocalStore
 from velocast.train import export, pipeline, sample

@@ -18,8 +18,8 @@ import datetime as dt
 import numpy as np
 
 from velocast.core import tasks
-from velocast.core.features import (N_FEATURES, ONNX_INPUT_NAME, PARIS, CounterTable, Records,
-                               build_matrix)
+from velocast.core.features import N_FEATURES, ONNX_INPUT_NAME, CounterTable, Records, build_matrix
+from velocast.core.local_time import PARIS
 
 __all__ = ["ModelCheckError", "canary_records", "check"]
 

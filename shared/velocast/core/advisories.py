@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from velocast.core import paris_calendar as cal
-from velocast.core.features import COUNTER, DATE, PARIS, counter_key
+from velocast.core.features import COUNTER, DATE, counter_key
+from velocast.core.local_time import PARIS
 
 MAX_WARNINGS = 100
 

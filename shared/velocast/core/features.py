@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from velocast.core.errors import RecordError
-from velocast.core.local_time import PARIS, LocalCalendar, local_calendar  # noqa: F401  (PARIS: importers use it from here)
+from velocast.core.local_time import local_calendar
 from velocast.core.recent_level import RECENT_DAYS, recent_shift
 
 # Bump when a feature's meaning, order or the counter table changes: a function

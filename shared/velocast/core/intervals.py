@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from velocast.core.local_time import local_calendar
+
 RECENT_DAYS = 56
 PRIOR_DAYS = 3.0           # pseudo-days of "no change" the window's days are weighed against
 MAX_SHIFT = 1.0            # log1p units: a factor of 2.7 either way
@@ -72,8 +74,6 @@ def partial_outage_rows(names: np.ndarray, epoch: np.ndarray, counts: np.ndarray
     """True for the rows of counter-days whose mean log1p(count) is more than
     OUTAGE_LOG below the counter's profile (mean log1p per day type and hour over the
     `usable` rows): a half-broken sensor, or a dip no other day of the counter had."""
-    from velocast.core.features import local_calendar  # noqa: PLC0415  (features imports this module)
-
     calendar = local_calendar(epoch)
     _, counter = np.unique(names, return_inverse=True)
     counter = counter.reshape(-1)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from velocast.core.errors import InvalidRecords, InvalidRequest
-from velocast.core.features import COORDINATES, COUNTER, DATE, PARIS, Records
+from velocast.core.features import COORDINATES, COUNTER, DATE, Records
+from velocast.core.local_time import PARIS
 
 MAX_NAME_LENGTH = 200
 MAX_FIELD_LENGTH = 200

@@ -27,7 +27,8 @@ import time
 from collections import OrderedDict
 
 from velocast.core.errors import ApiError
-from velocast.core.features import PARIS, counter_key
+from velocast.core.features import counter_key
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import Store, StoreError, open_store
 
 MANIFESTS = "counts/manifests/"

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from velocast.core import paris_calendar, tasks
-from velocast.core.features import FEATURE_SPEC_VERSION, PARIS
+from velocast.core.features import FEATURE_SPEC_VERSION
+from velocast.core.local_time import PARIS
 from velocast.train import backtest_report, backtest_score, export, pipeline
 from velocast.train.backtest_score import paris_midnight
 from velocast.train.baselines import PlainHGB, SeasonalNaive, TwentyLine

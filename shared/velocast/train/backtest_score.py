@@ -12,7 +12,7 @@ import datetime as dt
 
 import numpy as np
 
-from velocast.core.features import PARIS, local_calendar
+from velocast.core.local_time import PARIS, local_calendar
 from velocast.core.intervals import HORIZONS, horizon_bucket
 from velocast.train import pipeline
 from velocast.train.calibration import LEVEL, offsets

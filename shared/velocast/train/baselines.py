@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from velocast.core import tasks
-from velocast.core.features import PARIS, local_calendar
+from velocast.core.local_time import PARIS, local_calendar
 
 WEEK_SECONDS = 7 * 86400.0
 

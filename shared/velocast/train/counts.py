@@ -42,7 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import AlreadyExists, NotFound, Store, StoreError, StoreUnavailable
 from velocast.train.day_objects import (  # noqa: F401  (counts.parse_day etc. are used by callers)
     Unreadable, day_csv, local_day, parse_day, read_day, render_day, warn, write_content)

@@ -13,7 +13,7 @@ import sys
 import time
 import zlib
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import AlreadyExists, NotFound, Store, StoreError, StoreUnavailable
 from velocast.train.portal import LABELS
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from velocast.core import tasks
-from velocast.core.features import PARIS, CounterTable, Records, build_matrix
+from velocast.core.features import CounterTable, Records, build_matrix
+from velocast.core.local_time import PARIS
 
 PANEL_DAYS = 7
 # The median over counters of (candidate's weekly total / champion's) on the panel

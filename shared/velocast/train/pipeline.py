@@ -27,8 +27,9 @@ from sklearn.preprocessing import StandardScaler
 from velocast.core import recent_level, tasks
 
 from velocast.catalog import registry
-from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, PARIS, CounterTable,
-                               Records, build_matrix)
+from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, CounterTable, Records,
+                                    build_matrix)
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import Store, open_store
 from velocast.train import calibration, export
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from velocast.core import paris_calendar as cal
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 
 # (name, site id, "lat,lon", relative level) from the Paris export.
 COUNTERS = (

@@ -13,7 +13,8 @@ import pandas as pd
 from velocast.catalog import promotions
 
 from velocast.core import tasks
-from velocast.core.features import PARIS, Records, build_matrix
+from velocast.core.features import Records, build_matrix
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import Store
 from velocast.train.pipeline import classification_metrics, regression_metrics
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from velocast.core.features import PARIS
+from velocast.core.local_time import PARIS
 from velocast.catalog.store import Store
 from velocast.train import counts
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from velocast.core.local_time import PARIS, local_calendar
 from velocast.core.intervals import HORIZONS, horizon_bucket
-from velocast.train import pipeline
+from velocast.train import metrics
 from velocast.train.calibration import LEVEL, offsets
 
 DAY_TYPE_NAMES = ("working day", "saturday", "sunday or holiday")
@@ -70,7 +70,7 @@ def score(results: list) -> dict:
         for name in names:
             out, s = r.outputs[name], {}
             if "log" in out:
-                s.update(pipeline.regression_metrics(r.truth_log, out["log"]))
+                s.update(metrics.regression_metrics(r.truth_log, out["log"]))
                 table = bucket_offsets([residuals[name][j] for j in others],
                                        [buckets[j] for j in others])
                 low = np.array([t[0] for t in table])[bucket]
@@ -86,7 +86,7 @@ def score(results: list) -> dict:
                 r.by_horizon[name] = by_h
                 r.by_day_type[name] = breakdown(r.truth_log, out["log"], day_type, DAY_TYPE_NAMES)
             if "proba" in out:
-                s.update(pipeline.classification_metrics(r.truth_busy, out["proba"]))
+                s.update(metrics.classification_metrics(r.truth_busy, out["proba"]))
             r.scores[name] = s
     return {n: interval_spec(bucket_offsets(v, buckets), np.concatenate(v))
             for n, v in residuals.items()}

@@ -39,7 +39,10 @@ def fingerprint(spec, recency_days: float) -> str:
     params = {k: repr(v) for k, v in sorted(spec.make().get_params().items())}
     text = json.dumps({"params": params, "recency_days": recency_days,
                        "max_rows": spec.max_rows, "weighted": spec.weighted,
-                       "offset": spec.offset, "hidden": list(spec.hidden)}, sort_keys=True)
+                       "offset": spec.offset, "hidden": list(spec.hidden),
+                       # single models keep the fingerprint their reports were made with
+                       **({"blend": [list(b) for b in spec.blend]} if len(spec.blend) > 1 else {})},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

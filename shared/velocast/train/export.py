@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, compose, helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
@@ -38,6 +39,17 @@ class Subset:
         return self.estimator.predict_proba(matrix[:, self.kept])
 
 
+@dataclass
+class Blend:
+    """A classifier whose P(busy) is the mean of its members', each a Subset seeing its
+    own columns; exported as one graph that reads the feature matrix once."""
+
+    members: tuple[Subset, ...]
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict_proba(matrix) for m in self.members], axis=0)
+
+
 def _wrap(model, subset: Subset) -> None:
     """features -> Gather(kept) -> estimator [-> + features[:, offset]]."""
     graph = model.graph
@@ -61,7 +73,27 @@ def _wrap(model, subset: Subset) -> None:
                                                      [None, N_FEATURES]))
 
 
+def _blend_graph(members: list, name: str):
+    """The members' graphs side by side on the one input, their probabilities averaged;
+    the label is the likelier class, as a single classifier's is."""
+    parts = [compose.add_prefix(m, f"m{i}_", rename_inputs=False) for i, m in enumerate(members)]
+    probabilities = [f"m{i}_{m.graph.output[1].name}" for i, m in enumerate(members)]
+    first = members[0].graph
+    graph = helper.make_graph(
+        [n for p in parts for n in p.graph.node] + [
+            helper.make_node("Mean", probabilities, [first.output[1].name]),
+            helper.make_node("ArgMax", [first.output[1].name], [first.output[0].name],
+                             axis=1, keepdims=0)],
+        name, [first.input[0]], list(first.output),
+        initializer=[i for p in parts for i in p.graph.initializer])
+    return helper.make_model(graph, opset_imports=members[0].opset_import,
+                             ir_version=members[0].ir_version)
+
+
 def to_onnx(estimator, task: str) -> bytes:
+    if isinstance(estimator, Blend):
+        members = [onnx.load_from_string(to_onnx(m, task)) for m in estimator.members]
+        return _blend_graph(members, "blend").SerializeToString()
     subset = estimator if isinstance(estimator, Subset) else None
     if subset is not None:
         estimator = subset.estimator

@@ -18,8 +18,6 @@ import pandas as pd
 from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
                               RandomForestRegressor)
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import (accuracy_score, f1_score, mean_absolute_error, precision_score,
-                             r2_score, recall_score, roc_auc_score)
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,6 +30,7 @@ from velocast.core.features import (FEATURE_NAMES, FEATURE_SPEC_VERSION, Counter
 from velocast.core.local_time import PARIS
 from velocast.catalog.store import Store, open_store
 from velocast.train import calibration, export
+from velocast.train.metrics import classification_metrics, regression_metrics
 
 MAX_ONNX_BYTES = 5 * 1024 * 1024
 OFFSET_COLUMN = FEATURE_NAMES.index("counter_recent")
@@ -82,6 +81,9 @@ class ModelSpec:
     weighted: bool = True       # recency weights (RECENCY_DAYS)
     offset: bool = True         # learn log1p(count) - counter_recent (a regressor)
     hidden: tuple[str, ...] = ()   # features the estimator does not see
+    # A classifier made of one member per entry, each also blind to its features; the
+    # model's P(busy) is their mean (export.Blend).
+    blend: tuple[tuple[str, ...], ...] = ((),)
 
     @property
     def task(self) -> str:
@@ -110,9 +112,14 @@ MODELS = {
     "nn": ModelSpec("nn", _nn, "StandardScaler + MLPRegressor on log1p(count) - counter_recent",
                     max_rows=120_000, hidden=("days", *NO_SEASON)),
     # Without "days" and "counter_recent": 6 folds F1 0.8435, with them 0.8371.
+    # The day of year lifts the spring return and the summer start (F1 0.876/0.852, blind
+    # 0.810/0.789) but, with less than a year of rows, reads the month after Christmas
+    # as the holidays (0.462, blind 0.750). The mean of both, transition folds: F1 mean
+    # 0.7621 -> 0.8142, ahead of the plain HGB and the 20-line model on every fold.
     "affluence": ModelSpec("affluence", _affluence,
-                           "HistGradientBoostingClassifier: count above the counter's mean",
-                           hidden=("days", "counter_recent")),
+                           "mean of two HistGradientBoostingClassifiers, one blind to the "
+                           "day of year: count above the counter's mean",
+                           hidden=("days", "counter_recent"), blend=((), NO_SEASON)),
 }
 
 
@@ -201,6 +208,12 @@ def fit(spec: ModelSpec, data: Prepared):
     if offset is not None:   # relative to the counter's recent level (features.py)
         target = target - matrix[:, offset]
     hidden = set(spec.hidden) | ({FEATURE_NAMES[offset]} if offset is not None else set())
+    members = [_fit_one(spec, matrix, target, weight, hidden | set(blind), offset)
+               for blind in spec.blend]
+    return export.Blend(tuple(members)) if len(members) > 1 else members[0]
+
+
+def _fit_one(spec: ModelSpec, matrix, target, weight, hidden: set, offset: int | None):
     kept = tuple(i for i, name in enumerate(FEATURE_NAMES) if name not in hidden)
     estimator = spec.make()
     with warnings.catch_warnings():
@@ -212,27 +225,6 @@ def fit(spec: ModelSpec, data: Prepared):
         else:
             estimator.fit(matrix[:, kept], target, sample_weight=weight)
     return export.Subset(estimator, kept, offset) if hidden else estimator
-
-
-def regression_metrics(log_truth: np.ndarray, log_prediction: np.ndarray) -> dict:
-    truth, prediction = np.expm1(log_truth), np.clip(np.expm1(log_prediction), 0, None)
-    return {
-        "rmse_log": float(np.sqrt(np.mean((log_truth - log_prediction) ** 2))),
-        "rmse": float(np.sqrt(np.mean((truth - prediction) ** 2))),
-        "mae": float(mean_absolute_error(truth, prediction)),
-        "r2": float(r2_score(truth, prediction)),
-    }
-
-
-def classification_metrics(truth: np.ndarray, probability: np.ndarray) -> dict:
-    predicted = (probability >= 0.5).astype(np.int64)
-    return {
-        "f1_score": float(f1_score(truth, predicted, zero_division=0)),
-        "accuracy": float(accuracy_score(truth, predicted)),
-        "precision": float(precision_score(truth, predicted, zero_division=0)),
-        "recall": float(recall_score(truth, predicted, zero_division=0)),
-        "roc_auc": float(roc_auc_score(truth, probability)) if len(set(truth)) == 2 else float("nan"),
-    }
 
 
 def evaluate(spec: ModelSpec, estimator, data: Prepared) -> dict:

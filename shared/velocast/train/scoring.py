@@ -16,7 +16,7 @@ from velocast.core import tasks
 from velocast.core.features import Records, build_matrix
 from velocast.core.local_time import PARIS
 from velocast.catalog.store import Store
-from velocast.train.pipeline import classification_metrics, regression_metrics
+from velocast.train.metrics import classification_metrics, regression_metrics
 
 
 def output(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

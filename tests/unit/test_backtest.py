@@ -13,7 +13,7 @@ import pytest
 from velocast.core.local_time import PARIS
 from velocast.train import backtest
 
-from tests.conftest import SAMPLE_END, SAMPLE_START, one_openmp_thread
+from tests.conftest import ROOT, SAMPLE_END, SAMPLE_START, one_openmp_thread
 
 FOLDS, HORIZON = 2, 10
 ORIGINS = [SAMPLE_END - dt.timedelta(days=22), SAMPLE_END - dt.timedelta(days=10)]
@@ -176,13 +176,15 @@ def test_a_matching_report_puts_its_table_and_interval_in_the_card(run, sample_f
                                                                    tmp_path):
     from velocast.catalog import registry
     from velocast.catalog.store import LocalStore
-    from velocast.train import pipeline
+    from velocast.train import calibration, pipeline
 
     with one_openmp_thread():
         (outcome,) = pipeline.train(sample_frame, str(tmp_path), ["rf"], 14, run.report,
                                     sample_csv.name)
     card = registry.read_card(LocalStore(tmp_path), outcome.published)
     assert card["backtest"]["mean_sd"]["rf"] == run.report["summary"]["rf"]
+    assert card["backtest"]["fingerprint"] == calibration.fingerprint(pipeline.MODELS["rf"],
+                                                                     pipeline.RECENCY_DAYS)
     assert set(card["backtest"]["mean_sd"]) == {"rf", "naive", "plain_hgb", "twenty_line"}
     assert card["backtest"]["decisions"]["twenty_line"] == run.report["decisions"]["rf vs twenty_line"]
     assert card["backtest"]["by_horizon"]["rf"] == run.report["summary_by_horizon"]["rf"]
@@ -261,3 +263,18 @@ def test_the_years_transitions_are_the_default_origins():
         (dt.date(2021, 2, 13), dt.date(2021, 3, 16)), (dt.date(2021, 2, 27), dt.date(2021, 3, 30)),
         (dt.date(2021, 4, 24), dt.date(2021, 5, 25)), (dt.date(2021, 7, 1), dt.date(2021, 8, 1))]
     assert [f.name for f in folds][2] == "outage: b back on 2021-02-24"
+
+
+def test_the_committed_report_describes_every_model_as_configured_now():
+    """`make train` copies bench/backtest.json into the cards only for a matching
+    configuration: a change to a model left without a new `make backtest` would leave
+    its cards without the figures the catalog ranks by."""
+    from velocast.core.features import FEATURE_SPEC_VERSION
+    from velocast.train import calibration, pipeline
+
+    report = json.loads((ROOT / "bench" / "backtest.json").read_text())
+    assert report["feature_spec_version"] == FEATURE_SPEC_VERSION
+    assert report["fingerprints"] == {
+        name: calibration.fingerprint(spec, pipeline.RECENCY_DAYS)
+        for name, spec in pipeline.MODELS.items() if name in report["fingerprints"]}
+    assert set(report["fingerprints"]) == set(pipeline.MODELS)

@@ -73,6 +73,8 @@ def card_fields(report: dict | None, model_type: str, task: str, data_name: str,
                        **{n: f["scores"][n] for n in (model_type, *baselines)}}
                       for f in report["folds"]],
             "reproduce": "make backtest (python -m velocast.train.backtest)",
+            # what a daily retrain checks before carrying this section to a refit
+            "fingerprint": fingerprint_,
         }
         if model_type in report.get("summary_by_horizon", {}):
             fields["backtest"]["by_horizon"] = {

@@ -36,8 +36,8 @@ from velocast.catalog import promotions, registry
 from velocast.catalog.store import Store, open_store
 from velocast.train import calibration, counts, export, gate, scoring
 from velocast.train.ingest import IngestReport, ingest
-from velocast.train.pipeline import (MODELS, Outcome, data_range, evaluate, fit, prepare,
-                                     prepare_split, publish_fitted, say)
+from velocast.train.pipeline import (MODELS, RECENCY_DAYS, Outcome, data_range, evaluate, fit,
+                                     prepare, prepare_split, publish_fitted, say)
 
 # Relative: a candidate whose default metric (rmse_log, f1_score) is within 2% of the
 # champion's on the same day is promoted. Day-to-day noise of rmse_log on a 7-day
@@ -176,12 +176,14 @@ def _live(store: Store, frame: pd.DataFrame, run: str, champions: dict, referenc
             report.live.append(scoring.write_live(store, task, run, models, newest_day))
 
 
-def _carried_backtest(champion) -> dict:
+def carried_backtest(champion, fingerprint: str) -> dict:
     """The champion's backtest section, carried into the candidate's card: the served
     default is chosen on backtest means (velocast.catalog), which a daily retrain does
-    not recompute."""
+    not recompute. Only when the candidate is configured as the backtested model was
+    (calibration.fingerprint): a new configuration's refit must not wear the figures of
+    the one it replaces (issue 22: the blended classifier after the single one)."""
     section = (champion.card.get("backtest") if champion is not None else None) or {}
-    if not section:
+    if not section or section.get("fingerprint") != fingerprint:
         return {}
     return {"backtest": {**section, "carried_over_from": champion.entry.version}}
 
@@ -265,7 +267,8 @@ def retrain(store_uri: str, source: str | None = None, model_types=None, *,
                                                report.holdout)
             publish_fitted(store, model_type, outcome, estimator, table, holdout.matrix,
                            source_note, fit_rows, prefix,
-                           {**card_extra, **interval, **_carried_backtest(champion)})
+                           {**card_extra, **interval, **carried_backtest(
+                               champion, calibration.fingerprint(spec, RECENCY_DAYS))})
             decision.published = outcome.published
             if outcome.refused:
                 decision.reason += f"; not published: {outcome.refused}"

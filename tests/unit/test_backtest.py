@@ -129,6 +129,21 @@ def test_errors_are_reported_per_horizon_bucket_from_the_origin(run):
         assert sum(v["rows"] for v in result.by_day_type["gbdt"].values()) == result.scored_rows
 
 
+def test_the_classifier_f1_is_reported_per_horizon_bucket_too(run):
+    from sklearn.metrics import f1_score
+
+    for result in run.results:
+        day = day_number(result)
+        busy = result.outputs["affluence"]["proba"] >= 0.5
+        for name, rows in (("day 1", day == 1), ("days 2-7", (day >= 2) & (day <= 7)),
+                           ("days 8-31", day >= 8)):
+            bucket = result.by_horizon["affluence"][name]
+            assert bucket["rows"] == rows.sum() > 0
+            assert bucket["f1_score"] == pytest.approx(
+                f1_score(result.truth_busy[rows], busy[rows], zero_division=0))
+    assert "Affluence F1 by horizon" in run.out.with_suffix(".md").read_text()
+
+
 def test_interval_offsets_per_horizon_come_from_the_other_folds(run):
     first, second = run.results
     predicted = first.outputs["gbdt"]["log"]

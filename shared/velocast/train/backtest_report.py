@@ -36,6 +36,11 @@ def _grouped(rows: dict, groups, metric: str) -> list[str]:
     return lines
 
 
+def _having(rows: dict, metric: str) -> dict:
+    """The models whose groups report `metric`."""
+    return {n: v for n, v in rows.items() if any(metric in g for g in v.values())}
+
+
 def fold_table(data: dict) -> list[str]:
     """RMSE log1p (F1 for the classifier) of every candidate on every fold."""
     folds = data["folds"]
@@ -74,7 +79,9 @@ def markdown(data: dict) -> str:
              f"a candidate is kept over a baseline when it is better on the mean and no fold "
              f"is worse by more than {MARGIN['rmse_log']} RMSE log1p ({MARGIN['f1_score']} F1).",
              "", "## RMSE log1p by horizon (mean over the folds)", ""]
-    lines += _grouped(data["summary_by_horizon"], horizons, "rmse_log")
+    lines += _grouped(_having(data["summary_by_horizon"], "rmse_log"), horizons, "rmse_log")
+    lines += ["", "Affluence F1 by horizon (mean over the folds; higher is better):", ""]
+    lines += _grouped(_having(data["summary_by_horizon"], "f1_score"), horizons, "f1_score")
     lines += ["", "Interval coverage by horizon (target 0.80):", ""]
     lines += _grouped({n: v for n, v in data["summary_by_horizon"].items()
                        if "coverage" in next(iter(v.values()))}, horizons, "coverage")
@@ -92,7 +99,9 @@ def markdown(data: dict) -> str:
                       "earlier rows", ""]
         lines += _table(f["scores"], REGRESS_METRICS, one) + [""]
         lines += _table(f["scores"], CLASSIFY_METRICS, one) + ["", "RMSE log1p by horizon:", ""]
-        lines += _grouped(f["by_horizon"], horizons, "rmse_log")
+        lines += _grouped(_having(f["by_horizon"], "rmse_log"), horizons, "rmse_log")
+        lines += ["", "F1 by horizon:", ""]
+        lines += _grouped(_having(f["by_horizon"], "f1_score"), horizons, "f1_score")
     return "\n".join(lines) + "\n"
 
 

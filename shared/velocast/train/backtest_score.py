@@ -35,6 +35,14 @@ def breakdown(truth: np.ndarray, log: np.ndarray, groups: np.ndarray, names) -> 
     return out
 
 
+def f1_breakdown(truth: np.ndarray, probability: np.ndarray, groups: np.ndarray, names) -> dict:
+    """F1 of 'busy' and row count per group (groups index `names`)."""
+    return {name: {"f1_score": metrics.classification_metrics(truth[groups == k],
+                                                               probability[groups == k])["f1_score"],
+                   "rows": int((groups == k).sum())}
+            for k, name in enumerate(names) if (groups == k).any()}
+
+
 def fold_groups(result) -> tuple[np.ndarray, np.ndarray]:
     """Each scored row's horizon bucket and day type."""
     epoch = result.scored_epoch
@@ -87,6 +95,10 @@ def score(results: list) -> dict:
                 r.by_day_type[name] = breakdown(r.truth_log, out["log"], day_type, DAY_TYPE_NAMES)
             if "proba" in out:
                 s.update(metrics.classification_metrics(r.truth_busy, out["proba"]))
+                by_h = r.by_horizon.setdefault(name, {})
+                for h, v in f1_breakdown(r.truth_busy, out["proba"], bucket,
+                                         [h.name for h in HORIZONS]).items():
+                    by_h.setdefault(h, {}).update(v)
             r.scores[name] = s
     return {n: interval_spec(bucket_offsets(v, buckets), np.concatenate(v))
             for n, v in residuals.items()}

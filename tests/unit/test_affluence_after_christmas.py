@@ -25,18 +25,11 @@ from velocast.core.local_time import PARIS
 from velocast.train import export, pipeline
 
 from tests.conftest import one_openmp_thread
+from tests.planted_counts import COMMUTE, hours
 
 START, TRAIN_END = dt.date(2023, 9, 4), dt.date(2024, 1, 7)     # training: [START, TRAIN_END)
 RETURN = (dt.date(2024, 1, 8), dt.date(2024, 2, 3))             # four school weeks
 CHRISTMAS = (dt.date(2023, 12, 23), dt.date(2024, 1, 8))
-COMMUTE = np.array([1, 1, 1, 1, 2, 6, 20, 60, 90, 50, 30, 30, 35, 30, 30, 35, 55, 90, 70,
-                    40, 25, 15, 8, 3], dtype=np.float64) / 30
-
-
-def hours(first: dt.date, stop: dt.date) -> np.ndarray:
-    start = dt.datetime.combine(first, dt.time(), tzinfo=PARIS).timestamp()
-    end = dt.datetime.combine(stop, dt.time(), tzinfo=PARIS).timestamp()
-    return np.arange(start, end, 3600.0)
 
 
 def season(day: dt.date) -> float:

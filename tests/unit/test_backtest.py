@@ -291,5 +291,4 @@ def test_the_committed_report_describes_every_model_as_configured_now():
     assert report["feature_spec_version"] == FEATURE_SPEC_VERSION
     assert report["fingerprints"] == {
         name: calibration.fingerprint(spec, pipeline.RECENCY_DAYS)
-        for name, spec in pipeline.MODELS.items() if name in report["fingerprints"]}
-    assert set(report["fingerprints"]) == set(pipeline.MODELS)
+        for name, spec in pipeline.MODELS.items()}

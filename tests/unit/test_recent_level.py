@@ -20,18 +20,11 @@ from velocast.core.local_time import PARIS
 from velocast.train import pipeline
 
 from tests.conftest import one_openmp_thread
+from tests.planted_counts import COMMUTE, hours
 
 START, TRAIN_END = dt.date(2023, 9, 4), dt.date(2024, 8, 10)   # training: [START, TRAIN_END)
 FORECAST = (dt.date(2024, 9, 9), dt.date(2024, 10, 7))           # four school weeks
 NORMAL = (dt.date(2024, 5, 27), dt.date(2024, 6, 24))            # four school weeks
-COMMUTE = np.array([1, 1, 1, 1, 2, 6, 20, 60, 90, 50, 30, 30, 35, 30, 30, 35, 55, 90, 70,
-                    40, 25, 15, 8, 3], dtype=np.float64) / 30
-
-
-def hours(first: dt.date, stop: dt.date) -> np.ndarray:
-    start = dt.datetime.combine(first, dt.time(), tzinfo=PARIS).timestamp()
-    end = dt.datetime.combine(stop, dt.time(), tzinfo=PARIS).timestamp()
-    return np.arange(start, end, 3600.0)
 
 
 def expected_counts(epoch: np.ndarray, level: float) -> np.ndarray:

@@ -18,29 +18,26 @@ from velocast.train import metrics
 from velocast.train.calibration import LEVEL, offsets
 
 DAY_TYPE_NAMES = ("working day", "saturday", "sunday or holiday")
+HORIZON_NAMES = tuple(h.name for h in HORIZONS)
 # A change is kept when it is better on the mean over the folds AND no fold is worse
 # by more than this (RMSE log1p; F1 for the classifier). The MLP's own seed moves its
 # 6-fold mean by +-0.005 and a single fold by up to 0.02 (feature spec 2).
 MARGIN = {"rmse_log": 0.02, "f1_score": 0.01}
 
 
-def breakdown(truth: np.ndarray, log: np.ndarray, groups: np.ndarray, names) -> dict:
-    """RMSE log1p and row count per group (groups index `names`)."""
-    out = {}
-    for k, name in enumerate(names):
-        rows = groups == k
-        if rows.any():
-            out[name] = {"rmse_log": float(np.sqrt(np.mean((truth[rows] - log[rows]) ** 2))),
-                         "rows": int(rows.sum())}
-    return out
-
-
-def f1_breakdown(truth: np.ndarray, probability: np.ndarray, groups: np.ndarray, names) -> dict:
-    """F1 of 'busy' and row count per group (groups index `names`)."""
-    return {name: {"f1_score": metrics.classification_metrics(truth[groups == k],
-                                                               probability[groups == k])["f1_score"],
-                   "rows": int((groups == k).sum())}
+def breakdown(groups: np.ndarray, names, score) -> dict:
+    """{group name: score(rows of the group) + its row count}; groups index `names`."""
+    return {name: {**score(groups == k), "rows": int((groups == k).sum())}
             for k, name in enumerate(names) if (groups == k).any()}
+
+
+def rmse_log(truth: np.ndarray, log: np.ndarray):
+    return lambda rows: {"rmse_log": float(np.sqrt(np.mean((truth[rows] - log[rows]) ** 2)))}
+
+
+def f1(truth: np.ndarray, probability: np.ndarray):
+    return lambda rows: {"f1_score": metrics.classification_metrics(
+        truth[rows], probability[rows])["f1_score"]}
 
 
 def fold_groups(result) -> tuple[np.ndarray, np.ndarray]:
@@ -87,18 +84,19 @@ def score(results: list) -> dict:
                 inside = (r.truth_log >= lower) & (r.truth_log <= upper)
                 s["coverage"] = float(np.mean(inside))
                 s["width"] = float(np.mean(np.expm1(upper) - np.clip(np.expm1(lower), 0, None)))
-                by_h = breakdown(r.truth_log, out["log"], bucket, [h.name for h in HORIZONS])
+                by_h = breakdown(bucket, HORIZON_NAMES, rmse_log(r.truth_log, out["log"]))
                 for i, h in enumerate(HORIZONS):
                     if h.name in by_h:
                         by_h[h.name]["coverage"] = float(np.mean(inside[bucket == i]))
                 r.by_horizon[name] = by_h
-                r.by_day_type[name] = breakdown(r.truth_log, out["log"], day_type, DAY_TYPE_NAMES)
+                r.by_day_type[name] = breakdown(day_type, DAY_TYPE_NAMES,
+                                                rmse_log(r.truth_log, out["log"]))
             if "proba" in out:
                 s.update(metrics.classification_metrics(r.truth_busy, out["proba"]))
                 by_h = r.by_horizon.setdefault(name, {})
-                for h, v in f1_breakdown(r.truth_busy, out["proba"], bucket,
-                                         [h.name for h in HORIZONS]).items():
-                    by_h.setdefault(h, {}).update(v)
+                for bucket_name, v in breakdown(bucket, HORIZON_NAMES,
+                                                f1(r.truth_busy, out["proba"])).items():
+                    by_h.setdefault(bucket_name, {}).update(v)
             r.scores[name] = s
     return {n: interval_spec(bucket_offsets(v, buckets), np.concatenate(v))
             for n, v in residuals.items()}

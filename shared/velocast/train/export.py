@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto, compose, helper, numpy_helper
 from skl2onnx import convert_sklearn
@@ -73,7 +72,7 @@ def _wrap(model, subset: Subset) -> None:
                                                      [None, N_FEATURES]))
 
 
-def _blend_graph(members: list, name: str):
+def _blend_graph(members: list):
     """The members' graphs side by side on the one input, their probabilities averaged;
     the label is the likelier class, as a single classifier's is."""
     parts = [compose.add_prefix(m, f"m{i}_", rename_inputs=False) for i, m in enumerate(members)]
@@ -84,16 +83,19 @@ def _blend_graph(members: list, name: str):
             helper.make_node("Mean", probabilities, [first.output[1].name]),
             helper.make_node("ArgMax", [first.output[1].name], [first.output[0].name],
                              axis=1, keepdims=0)],
-        name, [first.input[0]], list(first.output),
+        "blend", [first.input[0]], list(first.output),
         initializer=[i for p in parts for i in p.graph.initializer])
     return helper.make_model(graph, opset_imports=members[0].opset_import,
                              ir_version=members[0].ir_version)
 
 
 def to_onnx(estimator, task: str) -> bytes:
+    return _model(estimator, task).SerializeToString()
+
+
+def _model(estimator, task: str):
     if isinstance(estimator, Blend):
-        members = [onnx.load_from_string(to_onnx(m, task)) for m in estimator.members]
-        return _blend_graph(members, "blend").SerializeToString()
+        return _blend_graph([_model(m, task) for m in estimator.members])
     subset = estimator if isinstance(estimator, Subset) else None
     if subset is not None:
         estimator = subset.estimator
@@ -108,7 +110,7 @@ def to_onnx(estimator, task: str) -> bytes:
     )
     if subset is not None:
         _wrap(model, subset)
-    return model.SerializeToString()
+    return model
 
 
 def onnx_output(onnx_bytes: bytes, matrix: np.ndarray, task: str) -> np.ndarray:
